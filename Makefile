@@ -1,0 +1,30 @@
+# Two commands do all the set-up on a fresh machine: `make demo` (main job, offline) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-all lint clean
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)  ## train teachers, a CE baseline and a pFEED student offline; print the table
+	HF_HUB_OFFLINE=1 $(BIN)/feed-hf demo --output_dir runs/demo
+
+test: $(STAMP)  ## lint + the fast test suite (offline, CPU, a few minutes)
+	$(BIN)/ruff check feed_hf tests recipes benchmarks
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+test-all: $(STAMP)  ## also the slow tests (multi-process, real data)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "slow or not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check feed_hf tests recipes benchmarks
+	$(BIN)/ruff format --check feed_hf tests recipes benchmarks
+
+clean:
+	rm -rf $(VENV) runs

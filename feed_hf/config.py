@@ -1,0 +1,186 @@
+"""FeedConfig: every FEED knob as a TrainingArguments field, validated when it is made."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from timm.layers import get_act_layer, get_norm_layer
+from transformers import TrainingArguments
+
+__all__ = ["FeedConfig"]
+
+
+@dataclass
+class FeedConfig(TrainingArguments):
+    """TrainingArguments plus parallel FEED (Park & Kwak 2019): L = CE + Σ_n β_n·L_FEED_n [+ KD]."""
+
+    student: str | None = field(
+        default=None,
+        metadata={"help": "timm name of the student, e.g. 'resnet20_cifar'. Not needed when FeedTrainer gets model=."},
+    )
+    num_labels: int | None = field(
+        default=None,
+        metadata={"help": "Number of classes of the student. Default: read from the train set's ClassLabel."},
+    )
+    teachers: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Teachers, each 'hf-hub:ns/name[@rev]', 'local-dir:PATH', a folder exported by feed-hf, "
+            "'TIMM_NAME=weights.safetensors', or a timm name with pretrained weights."
+        },
+    )
+    teacher_allow_pickle: bool = field(
+        default=False,
+        metadata={"help": "Allow .pth/.bin teacher checkpoints (read with torch.load(weights_only=True))."},
+    )
+    feed_beta: list[float] = field(
+        default_factory=lambda: [500.0],
+        metadata={
+            "help": "β of Eq. 1: one value for all teachers or one per teacher. 500 suits feed_reduction='mean' "
+            "(Factor Transfer's CIFAR value); for 'sum' divide by C·H·W of the teacher map. All 0: no FEED term."
+        },
+    )
+    feed_p: int = field(default=1, metadata={"help": "Distance of Eq. 2: 1 = L1 (the paper), 2 = squared L2."})
+    feed_reduction: Literal["mean", "sum"] = field(
+        default="mean",
+        metadata={
+            "help": "Reduction of Eq. 2 over C·H·W: 'mean' (Factor Transfer code) or 'sum' (Eq. 2 as written); "
+            "β_sum = β_mean / (C·H·W)."
+        },
+    )
+    student_feature_index: int = field(
+        default=-1, metadata={"help": "Student feature_info index to distil from; -1 = the final pre-pool map."}
+    )
+    student_feature_module: str | None = field(
+        default=None,
+        metadata={
+            "help": "Module name whose output is the student map (hook fallback for models without "
+            "forward_intermediates); overrides student_feature_index."
+        },
+    )
+    teacher_feature_indices: list[int] = field(
+        default_factory=lambda: [-1],
+        metadata={"help": "Teacher feature_info index: one for all teachers or one per teacher; -1 = final map."},
+    )
+    teacher_feature_modules: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Module name per teacher for the hook fallback (empty: use forward_intermediates)."},
+    )
+    connector_num_layers: int = field(default=3, metadata={"help": "3×3 conv layers per connector (paper: 3)."})
+    connector_mid_channels: int | None = field(
+        default=None, metadata={"help": "Width of the connector's inner convs. Default: the student's C_s."}
+    )
+    connector_norm: str = field(
+        default="none", metadata={"help": "Norm after each connector conv: 'none' (default), 'batchnorm2d', ..."}
+    )
+    connector_activation: str = field(
+        default="leaky_relu", metadata={"help": "timm activation after each connector conv (leaky_relu = slope 0.1)."}
+    )
+    kd_weight: float = field(
+        default=0.0, metadata={"help": "Weight of a logit-KD term on the teachers' averaged logits (0 = paper)."}
+    )
+    kd_temperature: float = field(default=4.0, metadata={"help": "Temperature of the logit-KD term."})
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep dataset columns; FEED batches are pixel_values + labels."}
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_feed_fields()
+
+    def _check_feed_fields(self) -> None:
+        num_teachers = len(self.teachers)
+        _check_broadcast("feed_beta", self.feed_beta, num_teachers)
+        _check_broadcast("teacher_feature_indices", self.teacher_feature_indices, num_teachers)
+        if self.teacher_feature_modules and len(self.teacher_feature_modules) != num_teachers:
+            raise ValueError(
+                f"teacher_feature_modules has {len(self.teacher_feature_modules)} entries for {num_teachers} "
+                "teachers; give one module name per teacher or none"
+            )
+        for beta in self.feed_beta:
+            if not (math.isfinite(beta) and beta >= 0):
+                raise ValueError(f"feed_beta must be finite and >= 0, got {beta}")
+        if 0 < sum(beta == 0 for beta in self.feed_beta) < len(self.feed_beta):
+            raise ValueError(
+                f"feed_beta={self.feed_beta} mixes 0 and non-zero; drop the teachers you do not want to distil "
+                "from, or set every β to 0 for a logit-KD-only run"
+            )
+        if self.feed_p not in (1, 2):
+            raise ValueError(f"feed_p must be 1 (L1, the paper) or 2 (squared L2), got {self.feed_p}")
+        if self.feed_reduction not in ("mean", "sum"):
+            raise ValueError(f"feed_reduction must be 'mean' or 'sum', got {self.feed_reduction!r}")
+        if self.num_labels is not None and self.num_labels < 1:
+            raise ValueError(f"num_labels must be >= 1, got {self.num_labels}")
+        if self.connector_num_layers < 1:
+            raise ValueError(f"connector_num_layers must be >= 1, got {self.connector_num_layers}")
+        if self.connector_mid_channels is not None and self.connector_mid_channels < 1:
+            raise ValueError(f"connector_mid_channels must be >= 1 or None, got {self.connector_mid_channels}")
+        _check_layer_name("connector_norm", self.connector_norm, get_norm_layer, allow_none=True)
+        _check_layer_name("connector_activation", self.connector_activation, get_act_layer)
+        if not (math.isfinite(self.kd_weight) and self.kd_weight >= 0):
+            raise ValueError(f"kd_weight must be finite and >= 0, got {self.kd_weight}")
+        if not self.kd_temperature > 0:
+            raise ValueError(f"kd_temperature must be > 0, got {self.kd_temperature}")
+
+    def betas(self, num_teachers: int) -> list[float]:
+        """feed_beta broadcast to one β per teacher."""
+        return _broadcast("feed_beta", self.feed_beta, num_teachers)
+
+    def teacher_feature_index(self, teacher_index: int, num_teachers: int) -> int:
+        return _broadcast("teacher_feature_indices", self.teacher_feature_indices, num_teachers)[teacher_index]
+
+    def connector_options(self) -> dict[str, Any]:
+        return {
+            "num_layers": self.connector_num_layers,
+            "mid_channels": self.connector_mid_channels,
+            "norm": self.connector_norm,
+            "activation": self.connector_activation,
+        }
+
+    def feed_settings(self) -> dict[str, Any]:
+        """The FEED part of this config (what `feed_config.json` records)."""
+        return {
+            "student": self.student,
+            "num_labels": self.num_labels,
+            "teachers": list(self.teachers),
+            "feed_beta": list(self.feed_beta),
+            "feed_p": self.feed_p,
+            "feed_reduction": self.feed_reduction,
+            "student_feature_index": self.student_feature_index,
+            "student_feature_module": self.student_feature_module,
+            "teacher_feature_indices": list(self.teacher_feature_indices),
+            "teacher_feature_modules": list(self.teacher_feature_modules),
+            "connector": self.connector_options(),
+            "kd_weight": self.kd_weight,
+            "kd_temperature": self.kd_temperature,
+        }
+
+
+def _check_broadcast(name: str, values: list, num_teachers: int) -> None:
+    if not values:
+        raise ValueError(f"{name} is empty; give one value for all teachers or one per teacher")
+    if num_teachers and len(values) not in (1, num_teachers):
+        raise ValueError(
+            f"{name} has {len(values)} values for {num_teachers} teachers; give one value or {num_teachers}"
+        )
+
+
+def _broadcast(name: str, values: list, num_teachers: int) -> list:
+    _check_broadcast(name, values, num_teachers)
+    return list(values) * num_teachers if len(values) == 1 else list(values)
+
+
+def _check_layer_name(field_name: str, value: str, resolve, allow_none: bool = False) -> None:
+    if allow_none and value == "none":
+        return
+    try:
+        resolved = resolve(value)
+    except (KeyError, AssertionError):
+        resolved = None
+    if resolved is None:
+        raise ValueError(
+            f"{field_name}={value!r} is not a timm layer name; try e.g. 'batchnorm2d', 'groupnorm' (norms) or "
+            "'leaky_relu', 'relu', 'gelu', 'silu' (activations)"
+        )

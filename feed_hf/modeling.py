@@ -1,0 +1,74 @@
+"""FeedStudent: the student and its connectors in one module, which is what the Trainer trains."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from timm.data import resolve_model_data_config
+from torch import nn
+from transformers.utils import ModelOutput
+
+from .connectors import FeedConnector, common_spatial_size
+from .features import FeatureTap, probe_feature_shape
+from .teachers import FrozenTeacher
+
+__all__ = ["FeedStudent", "FeedStudentOutput", "build_feed_student"]
+
+
+@dataclass
+class FeedStudentOutput(ModelOutput):
+    """logits `[B, K]`; connected_feature_maps: one `[B, C_t, H, W]` per teacher (training only)."""
+
+    logits: torch.Tensor | None = None
+    connected_feature_maps: tuple[torch.Tensor, ...] | None = None
+
+
+class FeedStudent(nn.Module):
+    """Student network + one connector per teacher.
+
+    Keeping the connectors inside the module the Trainer gets means the optimizer, DDP, gradient
+    clipping, checkpoints and resume all include them with no extra code. Only `student` is exported.
+    In eval mode the connectors are skipped: inference costs exactly the bare student.
+    """
+
+    def __init__(self, student: nn.Module, connectors: Sequence[nn.Module] = (), feature_tap: FeatureTap | None = None):
+        super().__init__()
+        self.student = student
+        self.connectors = nn.ModuleList(connectors)
+        self.feature_tap = feature_tap or FeatureTap(student, role="student")
+
+    def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None) -> FeedStudentOutput:
+        # `labels` is accepted (and unused) so the Trainer's column matching keeps it in the batch.
+        if not (self.training and len(self.connectors)):
+            return FeedStudentOutput(logits=self.student(pixel_values))
+        logits, student_map = self.feature_tap.logits_and_map(self.student, pixel_values)
+        connected = tuple(connector(student_map) for connector in self.connectors)
+        return FeedStudentOutput(logits=logits, connected_feature_maps=connected)
+
+
+def build_feed_student(
+    student: nn.Module,
+    teachers: Sequence[FrozenTeacher],
+    feature_index: int = -1,
+    feature_module: str | None = None,
+    **connector_options,
+) -> FeedStudent:
+    """Wrap `student` with one `FeedConnector` per teacher, sized from probed feature maps.
+
+    Each connector maps the student's C_s channels to its teacher's C_t, and each pair is compared
+    at `common_spatial_size` (the smaller H×W): the connector pools its output and the teacher
+    its map down to it (sets `teacher.compare_size`).
+    """
+    tap = FeatureTap(student, feature_index, feature_module, role="student")
+    input_size = tuple(resolve_model_data_config(student)["input_size"])
+    student_shape = probe_feature_shape(student, tap, input_size)
+    connectors = []
+    for teacher in teachers:
+        size = common_spatial_size(tuple(student_shape[1:]), tuple(teacher.feature_shape[1:]))
+        teacher.compare_size = size
+        connectors.append(
+            FeedConnector(student_shape[0], teacher.feature_shape[0], output_size=size, **connector_options)
+        )
+    return FeedStudent(student, connectors, tap)

@@ -1,0 +1,180 @@
+"""Teachers: load them from any source FEED accepts, freeze them, and feed them their own input."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import safetensors.torch
+import timm
+import torch
+from timm.data import resolve_model_data_config
+from torch import nn
+
+from .connectors import match_spatial_size
+from .features import FeatureTap, probe_feature_shape
+
+__all__ = ["FrozenTeacher", "load_checkpoint_state_dict", "load_teacher_model"]
+
+_PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+
+
+def load_teacher_model(spec: str, allow_pickle: bool = False) -> nn.Module:
+    """A teacher network from a spec string (the `teachers` option accepts exactly these forms).
+
+    - `hf-hub:ns/name[@revision]`: a timm-format repo on the Hub (downloaded and cached).
+    - `local-dir:PATH` or a plain `PATH` to a folder holding `config.json` (e.g. exported by feed-hf).
+    - `NAME=CHECKPOINT`: a timm architecture plus a weights file (`.safetensors`; `.pth`/`.bin`
+      only with `allow_pickle`, and then read with `weights_only=True`).
+    - `NAME`: a timm model that has pretrained weights of its own.
+    """
+    if spec.startswith(("hf-hub:", "local-dir:")):
+        return timm.create_model(spec, pretrained=True)
+    if "=" in spec:
+        name, checkpoint = spec.split("=", 1)
+        return _model_from_checkpoint(name, checkpoint, allow_pickle)
+    if os.path.isdir(spec):
+        if not os.path.isfile(os.path.join(spec, "config.json")):
+            raise ValueError(
+                f"teacher folder {spec!r} has no config.json; give a folder exported by feed-hf / timm "
+                "(config.json + model.safetensors) or NAME=CHECKPOINT"
+            )
+        return timm.create_model(f"local-dir:{spec}", pretrained=True)
+    return _pretrained_timm_model(spec)
+
+
+def _pretrained_timm_model(name: str) -> nn.Module:
+    if not timm.is_model(name.split(".")[0]):
+        raise ValueError(
+            f"teacher {name!r} is neither a timm model name, an existing folder, 'hf-hub:ns/name' nor "
+            "'local-dir:PATH'. Check the spelling (timm.list_models()) or the path."
+        )
+    pretrained_cfg = timm.models.get_pretrained_cfg(name.split(".")[0])
+    if (
+        not timm.models.is_model_pretrained(name.split(".")[0])
+        or pretrained_cfg is None
+        or not (pretrained_cfg.hf_hub_id or pretrained_cfg.url)
+    ):
+        raise ValueError(
+            f"teacher {name!r} has no pretrained weights, and a randomly initialised teacher teaches nothing. "
+            f"Give its weights: '{name}=path/to/model.safetensors', or a folder exported by feed-hf."
+        )
+    return timm.create_model(name, pretrained=True)
+
+
+def load_checkpoint_state_dict(path: str | Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
+    """Tensors of a weights file; pickle formats only when allowed, and always with `weights_only=True`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    if path.suffix == ".safetensors":
+        state_dict = safetensors.torch.load_file(path)
+    elif path.suffix in _PICKLE_SUFFIXES:
+        if not allow_pickle:
+            raise ValueError(
+                f"checkpoint {str(path)!r} is a pickle file, which can run code when loaded. Convert it to "
+                "safetensors, or opt in with teacher_allow_pickle=True (it is then read with weights_only=True)."
+            )
+        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+    else:
+        raise ValueError(f"checkpoint {str(path)!r}: unknown format; expected .safetensors or {_PICKLE_SUFFIXES}")
+    for wrapper_key in ("state_dict", "model"):
+        if isinstance(state_dict.get(wrapper_key), dict):
+            state_dict = state_dict[wrapper_key]
+    return _strip_wrapper_prefixes(state_dict)
+
+
+def _strip_wrapper_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Accept DDP (`module.`) and FeedStudent (`student.`, connectors dropped) checkpoints as plain ones."""
+    if all(key.startswith("module.") for key in state_dict):
+        state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
+    if any(key.startswith("student.") for key in state_dict):
+        state_dict = {key.removeprefix("student."): v for key, v in state_dict.items() if key.startswith("student.")}
+    return state_dict
+
+
+def _model_from_checkpoint(name: str, checkpoint: str, allow_pickle: bool) -> nn.Module:
+    if not timm.is_model(name):
+        raise ValueError(f"teacher architecture {name!r} (in {name}={checkpoint}) is not a timm model name")
+    state_dict = load_checkpoint_state_dict(checkpoint, allow_pickle)
+    model = timm.create_model(name)
+    classifier_weight = state_dict.get(f"{model.pretrained_cfg.get('classifier', 'fc')}.weight")
+    if classifier_weight is not None and classifier_weight.shape[0] != model.num_classes:
+        model.reset_classifier(classifier_weight.shape[0])
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as error:  # missing/unexpected keys or size mismatches
+        summary = str(error).splitlines()[1:4]
+        raise ValueError(
+            f"checkpoint {checkpoint!r} does not fit {name!r} ({' '.join(line.strip() for line in summary)} ...). "
+            "Is it the right architecture?"
+        ) from None
+    return model
+
+
+class FrozenTeacher(nn.Module):
+    """A teacher that never trains: eval mode always, no gradients, its own input normalisation.
+
+    The student's normalised pixels are re-normalised to the teacher's mean/std by a fixed affine
+    map, x_T = x_S·(σ_S/σ_T) + (μ_S − μ_T)/σ_T, so each network sees the pixels it was trained on.
+    Its `num_classes` may differ from the student's: features are what is distilled.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        student_data_config: dict,
+        feature_index: int = -1,
+        feature_module: str | None = None,
+        name: str = "teacher",
+    ) -> None:
+        super().__init__()
+        self.model = model.requires_grad_(False)
+        self.name = name
+        self.feature_tap = FeatureTap(model, feature_index, feature_module, role=name)
+        teacher_data_config = resolve_model_data_config(model)
+        _check_input_size(name, teacher_data_config, student_data_config, model)
+        scale, shift = _renormalization(student_data_config, teacher_data_config)
+        self.renormalizes = bool((scale != 1).any() or (shift != 0).any())
+        self.register_buffer("input_scale", scale, persistent=False)
+        self.register_buffer("input_shift", shift, persistent=False)
+        self.feature_shape = probe_feature_shape(model, self.feature_tap, tuple(student_data_config["input_size"]))
+        self.compare_size: tuple[int, int] = tuple(self.feature_shape[1:])
+        self.eval()
+
+    def train(self, mode: bool = True) -> FrozenTeacher:
+        # Frozen means frozen: `.train()` from a wrapper must not let BatchNorm statistics drift.
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(
+        self, pixel_values: torch.Tensor, with_logits: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Student-normalised pixels `[B, 3, H, W]` → (feature map `[B, C_t, *compare_size]`, logits or None)."""
+        if self.renormalizes:
+            pixel_values = pixel_values * self.input_scale.to(pixel_values.dtype) + self.input_shift.to(
+                pixel_values.dtype
+            )
+        if with_logits:
+            logits, feature_map = self.feature_tap.logits_and_map(self.model, pixel_values)
+        else:
+            logits, feature_map = None, self.feature_tap.map_only(self.model, pixel_values)
+        return match_spatial_size(feature_map, self.compare_size), logits
+
+
+def _renormalization(student_config: dict, teacher_config: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    student_mean, student_std = (torch.tensor(student_config[k], dtype=torch.float32) for k in ("mean", "std"))
+    teacher_mean, teacher_std = (torch.tensor(teacher_config[k], dtype=torch.float32) for k in ("mean", "std"))
+    scale = student_std / teacher_std
+    shift = (student_mean - teacher_mean) / teacher_std
+    return scale.view(1, -1, 1, 1), shift.view(1, -1, 1, 1)
+
+
+def _check_input_size(name: str, teacher_config: dict, student_config: dict, model: nn.Module) -> None:
+    fixed = getattr(model, "pretrained_cfg", {}).get("fixed_input_size", False)
+    if fixed and tuple(teacher_config["input_size"]) != tuple(student_config["input_size"]):
+        raise ValueError(
+            f"{name} only accepts {tuple(teacher_config['input_size'])} inputs but the student is fed "
+            f"{tuple(student_config['input_size'])}; pick a teacher without a fixed input size or train the "
+            "student at the teacher's resolution"
+        )

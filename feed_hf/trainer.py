@@ -1,0 +1,199 @@
+"""FeedTrainer: transformers' Trainer whose loss is parallel FEED (Eq. 1) and whose export is the student."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import timm
+import torch
+from timm.data import resolve_model_data_config
+from torch import nn
+from torch.nn import functional as F
+from transformers import Trainer
+
+from .config import FeedConfig
+from .export import export_student
+from .losses import ensemble_kd_loss, feed_loss
+from .metrics import top_k_accuracy
+from .modeling import FeedStudent, build_feed_student
+from .teachers import FrozenTeacher, load_teacher_model
+
+__all__ = ["FeedTrainer"]
+
+
+class FeedTrainer(Trainer):
+    """Trains a student with CE + Σ_n β_n·L_FEED_n (+ optional logit KD) from frozen teachers.
+
+    `FeedTrainer(args=FeedConfig(student=..., teachers=[...]), train_dataset=...)` builds everything
+    from the config; `FeedTrainer(model=timm_student, teachers=[module, ...], args=...)` takes
+    modules. `trainer.model` is a `FeedStudent` (student + connectors, all trainable); teachers live
+    in `trainer.teachers`, outside the optimizer and DDP. `save_model()` exports the bare student;
+    checkpoints keep the connectors so `resume_from_checkpoint` restores them.
+
+    Logged per logging window (averaged over steps and processes): `loss/ce`, `feed/loss` (the
+    β-weighted sum), `feed/loss_t{i}` (teacher i's unweighted Eq. 2) and `loss/kd` when enabled.
+    """
+
+    # compute_loss returns a per-batch mean: the Trainer divides by gradient-accumulation steps.
+    loss_is_scaled_for_ga = False
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        teachers: Sequence[nn.Module | str] | None = None,
+        args: FeedConfig | None = None,
+        class_names: Sequence[str] | None = None,
+        **trainer_kwargs: Any,
+    ) -> None:
+        if not isinstance(args, FeedConfig):
+            raise TypeError(f"FeedTrainer needs args=FeedConfig(...), got {type(args).__name__}")
+        self.class_names = list(class_names) if class_names else _class_names(trainer_kwargs.get("train_dataset"))
+        student = model if model is not None else _create_student(args, self.class_names)
+        bare_student = student.student if isinstance(student, FeedStudent) else student
+        self.teachers = self._build_teachers(args, teachers, bare_student)
+        self.feed_betas = args.betas(len(self.teachers)) if self.teachers else []
+        if not isinstance(student, FeedStudent):
+            distilled = self.teachers if any(self.feed_betas) else []
+            student = build_feed_student(
+                student, distilled, args.student_feature_index, args.student_feature_module, **args.connector_options()
+            )
+        trainer_kwargs.setdefault("compute_metrics", top_k_accuracy)
+        super().__init__(model=student, args=args, **trainer_kwargs)
+        self.teachers.to(self.args.device)
+        self._loss_term_sums: dict[str, torch.Tensor] = {}
+        self._loss_term_steps = 0
+
+    @staticmethod
+    def _build_teachers(
+        args: FeedConfig, teachers: Sequence[nn.Module | str] | None, student: nn.Module
+    ) -> nn.ModuleList:
+        sources = list(teachers) if teachers is not None else list(args.teachers)
+        student_data_config = resolve_model_data_config(student)
+        frozen = []
+        for index, source in enumerate(sources):
+            module = source if isinstance(source, nn.Module) else load_teacher_model(source, args.teacher_allow_pickle)
+            feature_module = args.teacher_feature_modules[index] if args.teacher_feature_modules else None
+            frozen.append(
+                FrozenTeacher(
+                    module,
+                    student_data_config,
+                    feature_index=args.teacher_feature_index(index, len(sources)),
+                    feature_module=feature_module,
+                    name=f"teacher {index} ({source if isinstance(source, str) else type(source).__name__})",
+                )
+            )
+        return nn.ModuleList(frozen).eval()
+
+    @property
+    def student(self) -> nn.Module:
+        """The bare student network (what is exported)."""
+        return self.accelerator.unwrap_model(self.model).student
+
+    def teacher_outputs(self, pixel_values: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Each teacher's feature map (and logits when KD is on), one teacher after another, no autograd."""
+        with_logits = self.args.kd_weight > 0
+        outputs = [teacher(pixel_values, with_logits=with_logits) for teacher in self.teachers]
+        return [feature_map for feature_map, _ in outputs], [logits for _, logits in outputs if logits is not None]
+
+    def compute_loss(
+        self,
+        model: nn.Module,
+        inputs: dict[str, torch.Tensor | Any],
+        return_outputs: bool = False,
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor | tuple[torch.Tensor, Any]:
+        pixel_values, labels = inputs["pixel_values"], inputs["labels"]
+        if not model.training:  # evaluation: the student alone, no teachers
+            outputs = model(pixel_values)
+            loss = F.cross_entropy(outputs.logits.float(), labels)
+            return (loss, outputs) if return_outputs else loss
+
+        teacher_maps, teacher_logits = self.teacher_outputs(pixel_values)
+        outputs = model(pixel_values)
+        ce = F.cross_entropy(outputs.logits.float(), labels, label_smoothing=self.args.label_smoothing_factor)
+        loss, terms = ce, {"loss/ce": ce}
+        if outputs.connected_feature_maps:
+            weighted_feed, per_teacher = feed_loss(
+                outputs.connected_feature_maps,
+                teacher_maps,
+                self.feed_betas,
+                self.args.feed_p,
+                self.args.feed_reduction,
+            )
+            loss = loss + weighted_feed
+            terms["feed/loss"] = weighted_feed
+            terms.update({f"feed/loss_t{index}": distance for index, distance in enumerate(per_teacher)})
+        if self.args.kd_weight > 0:
+            kd = ensemble_kd_loss(outputs.logits, teacher_logits, self.args.kd_temperature)
+            loss = loss + self.args.kd_weight * kd
+            terms["loss/kd"] = kd
+        self._accumulate_loss_terms(terms)
+        return (loss, outputs) if return_outputs else loss
+
+    def _accumulate_loss_terms(self, terms: dict[str, torch.Tensor]) -> None:
+        # Detached device tensors, summed on device: no host sync until a logging step.
+        for name, value in terms.items():
+            self._loss_term_sums[name] = self._loss_term_sums.get(name, 0) + value.detach()
+        self._loss_term_steps += 1
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._loss_term_steps:
+            names = list(self._loss_term_sums)
+            means = torch.stack([self._loss_term_sums[name] for name in names]) / self._loss_term_steps
+            means = self.accelerator.reduce(means, reduction="mean")
+            logs.update({name: round(value, 6) for name, value in zip(names, means.tolist(), strict=True)})
+            self._loss_term_sums, self._loss_term_steps = {}, 0
+        super().log(logs, start_time)
+
+    def feed_config(self) -> dict[str, Any]:
+        """What `feed_config.json` records: the FEED settings and each teacher as resolved."""
+        settings = self.args.feed_settings()
+        settings["student"] = self.student.pretrained_cfg.get("architecture", settings["student"])
+        settings["num_labels"] = self.student.num_classes
+        settings["feed_beta"] = self.feed_betas
+        settings["resolved_teachers"] = [_describe_teacher(teacher) for teacher in self.teachers]
+        return settings
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """User calls export the bare student; the Trainer's own checkpoints keep the whole FeedStudent."""
+        if _internal_call:
+            return super().save_model(output_dir, _internal_call=True)
+        output_dir = output_dir or self.args.output_dir
+        if self.args.should_save:
+            export_student(self.student, output_dir, self.feed_config(), self.class_names)
+        self.accelerator.wait_for_everyone()
+
+
+def _create_student(args: FeedConfig, class_names: list[str] | None) -> nn.Module:
+    if not args.student:
+        raise ValueError("FeedConfig.student is not set: name a timm model (e.g. 'resnet20_cifar') or pass model=")
+    if not timm.is_model(args.student):
+        raise ValueError(f"student {args.student!r} is not a timm model name (see timm.list_models())")
+    num_labels = args.num_labels or (len(class_names) if class_names else None)
+    if num_labels is None:
+        raise ValueError("num_labels is unknown: set FeedConfig.num_labels or give a train set with a ClassLabel")
+    return timm.create_model(args.student, num_classes=num_labels)
+
+
+def _class_names(dataset: Any) -> list[str] | None:
+    features = getattr(dataset, "features", None) or {}
+    for column in ("labels", "label"):
+        names = getattr(features.get(column), "names", None)
+        if names:
+            return list(names)
+    return None
+
+
+def _describe_teacher(teacher: FrozenTeacher) -> dict[str, Any]:
+    pretrained_cfg = getattr(teacher.model, "pretrained_cfg", {}) or {}
+    return {
+        "name": teacher.name,
+        "architecture": pretrained_cfg.get("architecture", type(teacher.model).__name__),
+        "hf_hub_id": pretrained_cfg.get("hf_hub_id"),
+        "num_classes": getattr(teacher.model, "num_classes", None),
+        "feature_index": teacher.feature_tap.index,
+        "feature_module": teacher.feature_tap.module_name,
+        "feature_shape": list(teacher.feature_shape),
+        "compared_at": list(teacher.compare_size),
+    }
