@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import torch
 from timm.layers import get_act_layer, get_norm_layer
 from transformers import TrainingArguments
 
 __all__ = ["FeedConfig"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -23,6 +28,10 @@ class FeedConfig(TrainingArguments):
     num_labels: int | None = field(
         default=None,
         metadata={"help": "Number of classes of the student. Default: read from the train set's ClassLabel."},
+    )
+    input_size: int | None = field(
+        default=None,
+        metadata={"help": "Square input resolution of the student (and its data transforms). Default: its timm cfg."},
     )
     teachers: list[str] = field(
         default_factory=list,
@@ -82,11 +91,24 @@ class FeedConfig(TrainingArguments):
         default=0.0, metadata={"help": "Weight of a logit-KD term on the teachers' averaged logits (0 = paper)."}
     )
     kd_temperature: float = field(default=4.0, metadata={"help": "Temperature of the logit-KD term."})
+    lr_decay_epochs: list[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "Step decay: multiply the LR by lr_decay_rate at these epochs (e.g. 150 225 of 300). "
+            "Needs lr_scheduler_type=constant and num_train_epochs (not max_steps)."
+        },
+    )
+    lr_decay_rate: float = field(default=0.1, metadata={"help": "Factor applied at each of lr_decay_epochs."})
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep dataset columns; FEED batches are pixel_values + labels."}
     )
 
     def __post_init__(self) -> None:
+        if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
+            # Launched as several processes on a machine without an accelerator: without use_cpu, accelerate
+            # gives every process a world of its own (N independent runs, all writing the same files).
+            logger.info("no accelerator: running the %s launched processes on CPU (gloo)", os.environ["WORLD_SIZE"])
+            self.use_cpu = True
         super().__post_init__()
         self._check_feed_fields()
 
@@ -111,6 +133,8 @@ class FeedConfig(TrainingArguments):
             raise ValueError(f"feed_p must be 1 (L1, the paper) or 2 (squared L2), got {self.feed_p}")
         if self.feed_reduction not in ("mean", "sum"):
             raise ValueError(f"feed_reduction must be 'mean' or 'sum', got {self.feed_reduction!r}")
+        if self.input_size is not None and self.input_size < 8:
+            raise ValueError(f"input_size must be >= 8 pixels, got {self.input_size}")
         if self.num_labels is not None and self.num_labels < 1:
             raise ValueError(f"num_labels must be >= 1, got {self.num_labels}")
         if self.connector_num_layers < 1:
@@ -121,8 +145,24 @@ class FeedConfig(TrainingArguments):
         _check_layer_name("connector_activation", self.connector_activation, get_act_layer)
         if not (math.isfinite(self.kd_weight) and self.kd_weight >= 0):
             raise ValueError(f"kd_weight must be finite and >= 0, got {self.kd_weight}")
+        self._check_step_decay()
         if not self.kd_temperature > 0:
             raise ValueError(f"kd_temperature must be > 0, got {self.kd_temperature}")
+
+    def _check_step_decay(self) -> None:
+        if not self.lr_decay_epochs:
+            return
+        if self.lr_scheduler_type != "constant":
+            raise ValueError(
+                f"lr_decay_epochs={self.lr_decay_epochs} is a step schedule of its own; set lr_scheduler_type to "
+                f"'constant' (it is {self.lr_scheduler_type!r}) or drop lr_decay_epochs"
+            )
+        if self.max_steps > 0:
+            raise ValueError("lr_decay_epochs are epochs: train with num_train_epochs, not max_steps")
+        if sorted(self.lr_decay_epochs) != list(self.lr_decay_epochs) or self.lr_decay_epochs[0] <= 0:
+            raise ValueError(f"lr_decay_epochs must be increasing and > 0, got {self.lr_decay_epochs}")
+        if not 0 < self.lr_decay_rate <= 1:
+            raise ValueError(f"lr_decay_rate must be in (0, 1], got {self.lr_decay_rate}")
 
     def betas(self, num_teachers: int) -> list[float]:
         """feed_beta broadcast to one β per teacher."""
@@ -144,6 +184,7 @@ class FeedConfig(TrainingArguments):
         return {
             "student": self.student,
             "num_labels": self.num_labels,
+            "input_size": self.input_size,
             "teachers": list(self.teachers),
             "feed_beta": list(self.feed_beta),
             "feed_p": self.feed_p,

@@ -9,12 +9,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import safetensors.torch
 from timm.models import save_for_hf
 from torch import nn
 
-__all__ = ["FEED_CONFIG_NAME", "export_student"]
+__all__ = ["CONNECTORS_NAME", "FEED_CONFIG_NAME", "export_student"]
 
 FEED_CONFIG_NAME = "feed_config.json"
+# Kept beside the student for analysis and warm starts; timm and transformers never read it, and
+# pushes leave it out unless asked.
+CONNECTORS_NAME = "feed_connectors.safetensors"
 # Replaced one at a time; the weights go in last so an interrupted export never pairs new weights
 # with a config that does not describe them.
 _EXPORT_ORDER = (FEED_CONFIG_NAME, "config.json", "model.safetensors")
@@ -25,8 +29,12 @@ def export_student(
     output_dir: str | os.PathLike,
     feed_config: dict[str, Any],
     label_names: list[str] | None = None,
+    connectors: nn.Module | None = None,
 ) -> Path:
     """Write `config.json` + `model.safetensors` (timm format) + `feed_config.json` into `output_dir`.
+
+    `connectors`, when given and non-empty, go to a separate `feed_connectors.safetensors`: the
+    student's weights file never holds connector or teacher tensors.
 
     The files are written in a temporary folder beside `output_dir` and moved in by atomic renames,
     so a save interrupted half-way leaves the previous export (or nothing), never a partial file.
@@ -39,7 +47,13 @@ def export_student(
         save_for_hf(student, staging, model_config=model_config, safe_serialization=True)
         _drop_num_classes_model_arg(staging / "config.json")
         (staging / FEED_CONFIG_NAME).write_text(json.dumps(feed_config, indent=2, default=str))
-        for name in _EXPORT_ORDER:
+        names = list(_EXPORT_ORDER)
+        if connectors is not None and len(connectors):
+            safetensors.torch.save_file(
+                {k: v.contiguous() for k, v in connectors.state_dict().items()}, staging / CONNECTORS_NAME
+            )
+            names.insert(0, CONNECTORS_NAME)
+        for name in names:
             os.replace(staging / name, output_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

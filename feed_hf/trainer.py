@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import bisect
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import timm
@@ -19,7 +22,7 @@ from .metrics import top_k_accuracy
 from .modeling import FeedStudent, build_feed_student
 from .teachers import FrozenTeacher, load_teacher_model
 
-__all__ = ["FeedTrainer"]
+__all__ = ["FeedTrainer", "create_student"]
 
 
 class FeedTrainer(Trainer):
@@ -49,9 +52,14 @@ class FeedTrainer(Trainer):
         if not isinstance(args, FeedConfig):
             raise TypeError(f"FeedTrainer needs args=FeedConfig(...), got {type(args).__name__}")
         self.class_names = list(class_names) if class_names else _class_names(trainer_kwargs.get("train_dataset"))
-        student = model if model is not None else _create_student(args, self.class_names)
+        if model is None:
+            num_labels = args.num_labels or (len(self.class_names) if self.class_names else None)
+            model = create_student(args, num_labels)
+        student = model
         bare_student = student.student if isinstance(student, FeedStudent) else student
-        self.teachers = self._build_teachers(args, teachers, bare_student)
+        sources = list(teachers) if teachers is not None else list(args.teachers)
+        self.teacher_sources = [s if isinstance(s, str) else type(s).__name__ for s in sources]
+        self.teachers = self._build_teachers(args, sources, bare_student)
         self.feed_betas = args.betas(len(self.teachers)) if self.teachers else []
         if not isinstance(student, FeedStudent):
             distilled = self.teachers if any(self.feed_betas) else []
@@ -65,10 +73,7 @@ class FeedTrainer(Trainer):
         self._loss_term_steps = 0
 
     @staticmethod
-    def _build_teachers(
-        args: FeedConfig, teachers: Sequence[nn.Module | str] | None, student: nn.Module
-    ) -> nn.ModuleList:
-        sources = list(teachers) if teachers is not None else list(args.teachers)
+    def _build_teachers(args: FeedConfig, sources: list[nn.Module | str], student: nn.Module) -> nn.ModuleList:
         student_data_config = resolve_model_data_config(student)
         frozen = []
         for index, source in enumerate(sources):
@@ -146,13 +151,33 @@ class FeedTrainer(Trainer):
             self._loss_term_sums, self._loss_term_steps = {}, 0
         super().log(logs, start_time)
 
+    def create_scheduler(
+        self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
+    ) -> torch.optim.lr_scheduler.LRScheduler:
+        """`lr_decay_epochs` (CIFAR's ×0.1 at epochs 150 and 225) as a LambdaLR; else the Trainer's schedule."""
+        if not self.args.lr_decay_epochs:
+            return super().create_scheduler(num_training_steps, optimizer)
+        if self.lr_scheduler is None:
+            steps_per_epoch = num_training_steps / self.args.num_train_epochs
+            milestones = [round(epoch * steps_per_epoch) for epoch in self.args.lr_decay_epochs]
+            rate = self.args.lr_decay_rate
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer if optimizer is not None else self.optimizer,
+                lambda step: rate ** bisect.bisect_right(milestones, step),
+            )
+        return self.lr_scheduler
+
     def feed_config(self) -> dict[str, Any]:
         """What `feed_config.json` records: the FEED settings and each teacher as resolved."""
         settings = self.args.feed_settings()
         settings["student"] = self.student.pretrained_cfg.get("architecture", settings["student"])
         settings["num_labels"] = self.student.num_classes
         settings["feed_beta"] = self.feed_betas
-        settings["resolved_teachers"] = [_describe_teacher(teacher) for teacher in self.teachers]
+        settings["teachers"] = self.teacher_sources
+        settings["resolved_teachers"] = [
+            _describe_teacher(teacher, source)
+            for teacher, source in zip(self.teachers, self.teacher_sources, strict=True)
+        ]
         return settings
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
@@ -161,19 +186,26 @@ class FeedTrainer(Trainer):
             return super().save_model(output_dir, _internal_call=True)
         output_dir = output_dir or self.args.output_dir
         if self.args.should_save:
-            export_student(self.student, output_dir, self.feed_config(), self.class_names)
+            connectors = self.accelerator.unwrap_model(self.model).connectors
+            export_student(self.student, output_dir, self.feed_config(), self.class_names, connectors)
         self.accelerator.wait_for_everyone()
 
 
-def _create_student(args: FeedConfig, class_names: list[str] | None) -> nn.Module:
+def create_student(args: FeedConfig, num_labels: int | None = None) -> nn.Module:
+    """A freshly initialised `args.student` with `num_labels` classes at `args.input_size` (if set)."""
     if not args.student:
         raise ValueError("FeedConfig.student is not set: name a timm model (e.g. 'resnet20_cifar') or pass model=")
     if not timm.is_model(args.student):
         raise ValueError(f"student {args.student!r} is not a timm model name (see timm.list_models())")
-    num_labels = args.num_labels or (len(class_names) if class_names else None)
+    num_labels = args.num_labels or num_labels
     if num_labels is None:
         raise ValueError("num_labels is unknown: set FeedConfig.num_labels or give a train set with a ClassLabel")
-    return timm.create_model(args.student, num_classes=num_labels)
+    overlay = {}
+    if args.input_size is not None:
+        default_cfg = timm.models.get_pretrained_cfg(args.student)
+        in_chans = default_cfg.input_size[0] if default_cfg is not None else 3
+        overlay["input_size"] = (in_chans, args.input_size, args.input_size)
+    return timm.create_model(args.student, num_classes=num_labels, pretrained_cfg_overlay=overlay or None)
 
 
 def _class_names(dataset: Any) -> list[str] | None:
@@ -185,10 +217,12 @@ def _class_names(dataset: Any) -> list[str] | None:
     return None
 
 
-def _describe_teacher(teacher: FrozenTeacher) -> dict[str, Any]:
+def _describe_teacher(teacher: FrozenTeacher, source: str) -> dict[str, Any]:
     pretrained_cfg = getattr(teacher.model, "pretrained_cfg", {}) or {}
     return {
         "name": teacher.name,
+        "source": source,
+        "top1": _recorded_top1(source),
         "architecture": pretrained_cfg.get("architecture", type(teacher.model).__name__),
         "hf_hub_id": pretrained_cfg.get("hf_hub_id"),
         "num_classes": getattr(teacher.model, "num_classes", None),
@@ -197,3 +231,12 @@ def _describe_teacher(teacher: FrozenTeacher) -> dict[str, Any]:
         "feature_shape": list(teacher.feature_shape),
         "compared_at": list(teacher.compare_size),
     }
+
+
+def _recorded_top1(source: str) -> float | None:
+    """A local teacher's measured top-1, from the results.json feed-hf wrote beside its export."""
+    folder = Path(source.removeprefix("local-dir:"))
+    results_file = folder / "results.json"
+    if not results_file.is_file():
+        return None
+    return json.loads(results_file.read_text()).get("metrics", {}).get("eval_top1")

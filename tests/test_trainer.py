@@ -69,9 +69,16 @@ def test_export_is_the_bare_student_and_reloads_in_timm_and_transformers(two_tea
     trainer.train()
     export_dir = tmp_path / "export"
     trainer.save_model(str(export_dir))
-    assert sorted(p.name for p in export_dir.iterdir()) == ["config.json", "feed_config.json", "model.safetensors"]
+    assert sorted(p.name for p in export_dir.iterdir()) == [
+        "config.json",
+        "feed_config.json",
+        "feed_connectors.safetensors",
+        "model.safetensors",
+    ]
     tensors = safetensors.torch.load_file(export_dir / "model.safetensors")
-    assert not any(name.startswith(("connectors", "student.", "teacher")) for name in tensors)
+    assert set(tensors) == set(timm.create_model("resnet8_cifar", num_classes=5).state_dict())
+    connectors = safetensors.torch.load_file(export_dir / "feed_connectors.safetensors")
+    assert set(connectors) == set(trainer.model.connectors.state_dict())  # kept apart, for analysis only
     config = json.loads((export_dir / "config.json").read_text())
     assert "num_classes" not in config.get("model_args", {}) and config["label_names"] == list("abcde")
     feed_config = json.loads((export_dir / "feed_config.json").read_text())

@@ -1,0 +1,43 @@
+"""Image transforms from a model's timm data config, applied lazily to `image`/`label` datasets."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import datasets
+import torch
+from PIL import Image
+from timm.data import create_transform
+from torchvision import transforms as T
+
+__all__ = ["CIFAR_SIZE_LIMIT", "build_transform", "with_pixel_values"]
+
+# Inputs at or below this side length get the CIFAR recipe (reflect-pad 4 + random crop + flip)
+# instead of timm's ImageNet-style random-resized-crop, which destroys 32-pixel images.
+CIFAR_SIZE_LIMIT = 64
+
+
+def build_transform(data_config: dict, training: bool, horizontal_flip: bool = True) -> Callable:
+    """PIL image → normalised `[C, H, W]` tensor for a model whose timm data config is `data_config`."""
+    size = tuple(data_config["input_size"][1:])
+    if max(size) > CIFAR_SIZE_LIMIT:
+        return create_transform(**data_config, is_training=training, hflip=0.5 if horizontal_flip else 0.0)
+    steps: list[Callable] = [T.Resize(size, interpolation=T.InterpolationMode.BILINEAR)]
+    if training:
+        steps.append(T.RandomCrop(size, padding=max(1, size[0] // 8), padding_mode="reflect"))
+        if horizontal_flip:
+            steps.append(T.RandomHorizontalFlip())
+    steps += [T.ToTensor(), T.Normalize(data_config["mean"], data_config["std"])]
+    return T.Compose(steps)
+
+
+def with_pixel_values(dataset: datasets.Dataset, transform: Callable, in_chans: int = 3) -> datasets.Dataset:
+    """The dataset, yielding `{"pixel_values": [C, H, W], "labels": int}` lazily (grayscale ↔ RGB as needed)."""
+    mode = "L" if in_chans == 1 else "RGB"
+
+    def _apply(batch: dict) -> dict:
+        images: list[Image.Image] = batch["image"]
+        pixel_values = [transform(image.convert(mode)) for image in images]
+        return {"pixel_values": pixel_values, "labels": torch.as_tensor(batch["label"])}
+
+    return dataset.with_transform(_apply)

@@ -1,0 +1,45 @@
+import json
+
+import pytest
+from recipe_helpers import load_recipe, tiny_argv
+
+from feed_hf.analysis import AnalysisArguments, load_feed_run, run_analysis
+
+
+@pytest.fixture(scope="module")
+def feed_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("analysis")
+    load_recipe("train_teachers").main(tiny_argv(root / "teachers", "--teacher_seeds", "1", "2", "3"))
+    teachers = [str(root / "teachers" / f"teacher_{i}") for i in range(3)]
+    load_recipe("feed_parallel").main(tiny_argv(root / "pfeed", "--teachers", *teachers[:2]))
+    return root / "pfeed", teachers
+
+
+def test_reconstruction_errors_per_teacher_and_held_out(feed_run, tmp_path):
+    run_dir, teachers = feed_run
+    args = AnalysisArguments(
+        run_dir=str(run_dir),
+        heldout_teachers=[teachers[2]],
+        heldout_steps=5,
+        max_samples=48,
+        batch_size=16,
+        output_dir=str(tmp_path),
+    )
+    report = run_analysis(args)
+    assert len(report["trained"]["train"]) == len(report["trained"]["test"]) == 2
+    assert all(0 < error < 2 for error in report["trained"]["train"] + report["trained"]["test"])
+    assert report["heldout"][0]["teacher"] == teachers[2] and report["heldout"][0]["test"] > 0
+    assert json.loads((tmp_path / "reconstruction.json").read_text())["teachers"] == teachers[:2]
+    assert (tmp_path / "reconstruction.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_loaded_run_reproduces_the_trained_connectors(feed_run):
+    run_dir, _ = feed_run
+    feed_student, teachers, feed = load_feed_run(run_dir)
+    assert len(feed_student.connectors) == len(teachers) == 2 and feed["feed_p"] == 1
+
+
+def test_student_without_connectors_is_explained(feed_run):
+    _, teachers = feed_run
+    with pytest.raises(ValueError, match="not a FEED student with connectors"):
+        load_feed_run(teachers[0])
