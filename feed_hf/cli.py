@@ -106,6 +106,22 @@ def _card(argv: list[str]) -> Any:
     return path
 
 
+def _push(argv: list[str]) -> Any:
+    from .hub import PushArguments, push_export
+
+    (push_args,) = parse_arguments((PushArguments,), argv, *_help("push"))
+    commit = push_export(
+        push_args.export_dir,
+        push_args.repo_id,
+        private=push_args.private,
+        revision=push_args.revision,
+        push_connectors=push_args.push_connectors,
+        commit_message=push_args.commit_message,
+    )
+    print(f"pushed {push_args.export_dir} to {commit.repo_url} ({commit.oid})")
+    return commit
+
+
 def _demo(argv: list[str]) -> Any:
     from .demo import main as demo_main
 
@@ -142,6 +158,11 @@ COMMANDS: dict[str, _Command] = {
         _analyze,
         "Reconstruction error of each teacher's map (train vs test; held-out teachers).",
         "feed-hf analyze --run_dir runs/pfeed --heldout_teachers runs/t/teacher_2",
+    ),
+    "push": _Command(
+        _push,
+        "Push an exported folder to the Hub (timm model, FEED config, card; no connectors).",
+        "feed-hf push --export_dir runs/pfeed --repo_id you/resnet20-feed",
     ),
     "card": _Command(
         _card,

@@ -99,6 +99,10 @@ class FeedConfig(TrainingArguments):
         },
     )
     lr_decay_rate: float = field(default=0.1, metadata={"help": "Factor applied at each of lr_decay_epochs."})
+    push_connectors: bool = field(
+        default=False,
+        metadata={"help": "With push_to_hub: also push the connectors, as a separate feed_connectors.safetensors."},
+    )
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Keep dataset columns; FEED batches are pixel_values + labels."}
     )

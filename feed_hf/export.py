@@ -33,6 +33,9 @@ def export_student(
 ) -> Path:
     """Write `config.json` + `model.safetensors` (timm format) + `feed_config.json` into `output_dir`.
 
+    config.json's `pretrained_cfg` is also what transformers' TimmWrapperImageProcessor (and so
+    `pipeline("image-classification")`) preprocesses with: one source of truth for resize/normalise.
+
     `connectors`, when given and non-empty, go to a separate `feed_connectors.safetensors`: the
     student's weights file never holds connector or teacher tensors.
 

@@ -10,13 +10,15 @@ from typing import Any
 
 import timm
 import torch
+from huggingface_hub import CommitInfo
 from timm.data import resolve_model_data_config
 from torch import nn
 from torch.nn import functional as F
 from transformers import Trainer
 
 from .config import FeedConfig
-from .export import export_student
+from .export import FEED_CONFIG_NAME, export_student
+from .hub import push_export
 from .losses import ensemble_kd_loss, feed_loss
 from .metrics import top_k_accuracy
 from .modeling import FeedStudent, build_feed_student
@@ -179,6 +181,40 @@ class FeedTrainer(Trainer):
             for teacher, source in zip(self.teachers, self.teacher_sources, strict=True)
         ]
         return settings
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        # Trainer checkpoints hold the whole FeedStudent (connectors included) in a non-timm layout;
+        # FEED pushes only the exported student, in push_to_hub() at the end of training.
+        return
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs: Any,
+    ) -> CommitInfo | None:
+        """Export the bare student to `output_dir` (if not already there) and push it to `args.hub_model_id`.
+
+        The repo gets `config.json` + `model.safetensors` (timm), `feed_config.json`, `results.json`
+        and a model card; connectors only with `push_connectors`.
+        """
+        output_dir = Path(self.args.output_dir)
+        if not (output_dir / "model.safetensors").is_file() or not (output_dir / FEED_CONFIG_NAME).is_file():
+            self.save_model(str(output_dir))
+        if not self.is_world_process_zero():
+            return None
+        return push_export(
+            output_dir,
+            self.args.hub_model_id or output_dir.resolve().name,
+            token=token if token is not None else self.args.hub_token,
+            private=private if private is not None else self.args.hub_private_repo,
+            revision=revision if revision is not None else self.args.hub_revision,
+            push_connectors=self.args.push_connectors,
+            commit_message=commit_message or "Upload FEED student (feed-hf)",
+        )
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         """User calls export the bare student; the Trainer's own checkpoints keep the whole FeedStudent."""

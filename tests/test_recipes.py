@@ -105,6 +105,10 @@ def test_shipped_configs_parse(tmp_path):
             from feed_hf.jobs import TeacherArguments
 
             types.append(TeacherArguments)
+        if "beta_sweep" in values:
+            from feed_hf.experiment import ExperimentArguments
+
+            types.append(ExperimentArguments)
         if "num_generations" in values:
             from feed_hf.sequential import SequentialArguments
 

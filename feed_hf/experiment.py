@@ -1,0 +1,201 @@
+"""A seeded grid of FEED runs and its report: teachers, baselines, pFEED, sFEED, a β sweep, plots.
+
+Every run is a `jobs.train_model` call exported under `output_dir`; a run whose results.json
+exists is reused, so an interrupted experiment resumes where it stopped. The β sweep is scored on
+a validation split carved from train images the runs never train on; the seeded runs report the
+test split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from .config import FeedConfig
+from .data import DataArguments, load_image_splits
+from .evaluation import ensemble_top1
+from .jobs import baseline_config, read_results, train_model
+from .sequential import run_sequential
+
+__all__ = ["ExperimentArguments", "run_experiment"]
+
+
+@dataclass
+class ExperimentArguments:
+    teacher: str = field(default="resnet8_cifar", metadata={"help": "Architecture of the same-architecture teachers."})
+    teacher_seeds: list[int] = field(default_factory=lambda: [1, 2, 3], metadata={"help": "One teacher per seed."})
+    large_teacher: str | None = field(default="resnet20_cifar", metadata={"help": "A larger extra teacher."})
+    large_teacher_seed: int = field(default=4, metadata={"help": "Seed of the larger teacher."})
+    student_seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Seeds of each method."})
+    beta_sweep: list[float] = field(
+        default_factory=lambda: [50.0, 200.0, 500.0], metadata={"help": "β values tried for pFEED (3 teachers)."}
+    )
+    validation_samples: int = field(
+        default=2000, metadata={"help": "Train images held out (never trained on) to pick β."}
+    )
+    sfeed_generations: int = field(default=3, metadata={"help": "Generations of the sequential-FEED run."})
+    kd_baseline_weight: float = field(
+        default=1.0, metadata={"help": "KD weight of the logit-KD baseline (FeedConfig.kd_weight stays 0 elsewhere)."}
+    )
+    report_path: str = field(default="results/cifar10_cpu.md", metadata={"help": "Markdown report to write."})
+
+
+def run_experiment(data_args: DataArguments, base: FeedConfig, experiment: ExperimentArguments) -> dict[str, Any]:
+    """Run (or reuse) every run of the grid, then write the report and its plots."""
+    started = time.perf_counter()
+    root = Path(base.output_dir)
+    train_split, validation, test = _splits(data_args, base.seed, experiment.validation_samples)
+    sweep_splits = datasets.DatasetDict(train=train_split, eval=validation)
+    test_splits = datasets.DatasetDict(train=train_split, eval=test)
+
+    teacher_dirs = [
+        _run(
+            data_args,
+            base,
+            root / "teachers" / f"teacher_{i}",
+            test_splits,
+            "teacher",
+            student=experiment.teacher,
+            seed=seed,
+            teachers=[],
+        )
+        for i, seed in enumerate(experiment.teacher_seeds)
+    ]
+    large_dir = None
+    if experiment.large_teacher:
+        large_dir = _run(
+            data_args,
+            base,
+            root / "teachers" / "large",
+            test_splits,
+            "teacher",
+            student=experiment.large_teacher,
+            seed=experiment.large_teacher_seed,
+            teachers=[],
+        )
+
+    sweep = {
+        beta: _run(
+            data_args,
+            base,
+            root / "beta_sweep" / f"beta_{beta:g}",
+            sweep_splits,
+            "pfeed",
+            teachers=teacher_dirs,
+            feed_beta=[beta],
+            seed=experiment.student_seeds[0],
+        )
+        for beta in experiment.beta_sweep
+    }
+    sweep_top1 = {beta: read_results(path)["metrics"]["eval_top1"] for beta, path in sweep.items()}
+    best_beta = max(sweep_top1, key=sweep_top1.get)
+
+    methods = _methods(teacher_dirs, large_dir, best_beta, experiment)
+    runs: dict[str, list[Path]] = {name: [] for name in methods}
+    for seed in experiment.student_seeds:
+        for name, overrides in methods.items():
+            config = _method_config(base, overrides, experiment)
+            runs[name].append(
+                _run_config(data_args, config, root / name / f"seed_{seed}", test_splits, name, seed=seed)
+            )
+    generations = run_sequential(
+        data_args,
+        dataclasses.replace(
+            base, output_dir=str(root / "sfeed"), feed_beta=[best_beta], seed=experiment.student_seeds[0]
+        ),
+        experiment.sfeed_generations,
+        splits=test_splits,
+    )
+    ensembles = {f"ensemble of {n} teachers": ensemble_top1(teacher_dirs[:n], test) for n in (2, len(teacher_dirs))}
+    summary = _summarise(root, teacher_dirs, large_dir, ensembles, sweep_top1, best_beta, runs, generations)
+    summary["wall_time_s"] = round(time.perf_counter() - started, 1)
+    (root / "experiment_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    from .experiment_report import write_report
+
+    write_report(summary, data_args, base, experiment, Path(experiment.report_path))
+    return summary
+
+
+def _splits(data_args: DataArguments, seed: int, validation_samples: int):
+    """Train subset, a validation split from the rest of train (never trained on), and the eval split."""
+    full = load_image_splits(dataclasses.replace(data_args, max_train_samples=None), seed=seed)
+    shuffled = full["train"].shuffle(seed=seed)
+    train_size = data_args.max_train_samples or len(shuffled) - validation_samples
+    if train_size + validation_samples > len(shuffled):
+        raise ValueError(
+            f"max_train_samples={train_size} + validation_samples={validation_samples} exceed the "
+            f"{len(shuffled)} train images"
+        )
+    train = shuffled.select(range(train_size)).flatten_indices()
+    validation = shuffled.select(range(train_size, train_size + validation_samples)).flatten_indices()
+    return train, validation, full["eval"]
+
+
+def _methods(teacher_dirs: list[str], large_dir: str | None, beta: float, experiment: ExperimentArguments):
+    methods: dict[str, dict[str, Any]] = {
+        "ce": {"kind": "ce", "teachers": teacher_dirs},
+        "kd_ensemble": {"kind": "kd", "teachers": teacher_dirs},
+        "feed_single": {"kind": "single_feed", "teachers": teacher_dirs, "feed_beta": [beta]},
+        "pfeed_2": {"teachers": teacher_dirs[:2], "feed_beta": [beta]},
+        "pfeed_3": {"teachers": teacher_dirs, "feed_beta": [beta]},
+    }
+    if large_dir:
+        methods["feed_large"] = {"kind": "single_feed", "teachers": [large_dir], "feed_beta": [beta]}
+    return methods
+
+
+def _method_config(base: FeedConfig, overrides: dict[str, Any], experiment: ExperimentArguments) -> FeedConfig:
+    overrides = dict(overrides)
+    kind = overrides.pop("kind", None)
+    config = dataclasses.replace(base, **overrides)
+    if kind == "kd":
+        config = dataclasses.replace(config, kd_weight=experiment.kd_baseline_weight)
+    return baseline_config(config, kind) if kind else config
+
+
+def _run(data_args, base: FeedConfig, output_dir: Path, splits, task: str, **overrides) -> str:
+    return _run_config(data_args, dataclasses.replace(base, **overrides), output_dir, splits, task)
+
+
+def _run_config(data_args, config: FeedConfig, output_dir: Path, splits, task: str, seed: int | None = None) -> str:
+    config = dataclasses.replace(config, output_dir=str(output_dir), seed=config.seed if seed is None else seed)
+    if read_results(output_dir) is None:
+        train_model(data_args, config, splits, task=task)
+    return str(output_dir)
+
+
+def _mean_std(values: list[float]) -> dict[str, Any]:
+    return {
+        "mean": statistics.mean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+        "values": values,
+    }
+
+
+def _summarise(root, teacher_dirs, large_dir, ensembles, sweep_top1, best_beta, runs, generations) -> dict[str, Any]:
+    def top1(path) -> float:
+        return read_results(path)["metrics"]["eval_top1"]
+
+    def minutes(paths) -> float:
+        return round(sum(read_results(p)["wall_time_s"] for p in paths) / 60, 1)
+
+    return {
+        "root": str(root),
+        "teachers": {Path(p).name: top1(p) for p in teacher_dirs + ([large_dir] if large_dir else [])},
+        "ensembles": ensembles,
+        "beta_sweep_validation_top1": sweep_top1,
+        "best_beta": best_beta,
+        "methods": {
+            name: {**_mean_std([top1(p) for p in paths]), "runs": paths, "minutes": minutes(paths)}
+            for name, paths in runs.items()
+        },
+        "sfeed": generations,
+    }
