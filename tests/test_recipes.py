@@ -101,15 +101,15 @@ def test_shipped_configs_parse(tmp_path):
     for config in configs:
         values = yaml.safe_load(config.read_text())
         types = [DataArguments, FeedConfig]
-        if "teacher_seeds" in values:
-            from feed_hf.jobs import TeacherArguments
-
-            types.append(TeacherArguments)
         if "beta_sweep" in values:
             from feed_hf.experiment import ExperimentArguments
 
             types.append(ExperimentArguments)
-        if "num_generations" in values:
+        elif "teacher_seeds" in values:
+            from feed_hf.jobs import TeacherArguments
+
+            types.append(TeacherArguments)
+        elif "num_generations" in values:
             from feed_hf.sequential import SequentialArguments
 
             types.append(SequentialArguments)
