@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -22,6 +23,10 @@ RESULTS_NAME = "results.json"
 # What a pushed repo holds: the timm model (config.json also carries the preprocessing that transformers'
 # TimmWrapperImageProcessor and pipeline() read), the FEED record and the card.
 _PUSHED_FILES = ("config.json", "model.safetensors", FEED_CONFIG_NAME, RESULTS_NAME, "README.md")
+
+
+# An absolute POSIX path (two or more components) anywhere in a string, e.g. "teacher 0 (/home/me/runs/t0)".
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.])/(?:[\w.@+\-]+/)+[\w.@+\-]+")
 
 
 class HubPushError(RuntimeError):
@@ -107,19 +112,23 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def scrub_local_paths(value: Any) -> Any:
-    """A JSON value with every local path reduced to its last component and every token value removed."""
+    """A JSON value with local paths reduced to their last component and token values removed.
+
+    Catches whole-string paths (relative ones that exist here too) and absolute paths inside text.
+    """
     if isinstance(value, dict):
         return {
-            k: (None if "token" in k.lower() and isinstance(v, str) else scrub_local_paths(v)) for k, v in value.items()
+            k: None if "token" in k.lower() and isinstance(v, str) else scrub_local_paths(v) for k, v in value.items()
         }
     if isinstance(value, list):
         return [scrub_local_paths(item) for item in value]
-    if isinstance(value, str):
-        prefix = "local-dir:" if value.startswith("local-dir:") else ""
-        path = value.removeprefix(prefix)
-        if os.path.isabs(path) or path.startswith(("~", "./", "../")) or (os.sep in path and os.path.exists(path)):
-            return prefix + Path(path).name
-    return value
+    if not isinstance(value, str):
+        return value
+    prefix = "local-dir:" if value.startswith("local-dir:") else ""
+    path = value.removeprefix(prefix)
+    if os.path.isabs(path) or path.startswith(("~", "./", "../")) or (os.sep in path and os.path.exists(path)):
+        return prefix + Path(path).name
+    return _ABSOLUTE_PATH.sub(lambda match: Path(match.group(0)).name, value)
 
 
 def _http_error_message(error: HfHubHTTPError, repo_id: str, export_dir: Path) -> str:

@@ -106,6 +106,8 @@ def train_model(
     if args.should_save:
         write_model_card(args.output_dir, results, baseline_top1=baseline_top1)
         _write_json(Path(args.output_dir) / RESULTS_NAME, results)
+    if args.push_to_hub:
+        trainer.push_to_hub(commit_message=f"Upload {task} trained with feed-hf")
     return results
 
 
@@ -117,7 +119,11 @@ def train_teachers(
     results = []
     for index, seed in enumerate(seeds):
         teacher_args = dataclasses.replace(
-            args, output_dir=str(Path(args.output_dir) / f"teacher_{index}"), seed=seed, teachers=[]
+            args,
+            output_dir=str(Path(args.output_dir) / f"teacher_{index}"),
+            seed=seed,
+            teachers=[],
+            hub_model_id=f"{args.hub_model_id}-teacher-{index}" if args.hub_model_id else None,
         )
         results.append(train_model(data_args, teacher_args, splits, task="teacher"))
     return results

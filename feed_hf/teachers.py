@@ -8,13 +8,14 @@ from pathlib import Path
 import safetensors.torch
 import timm
 import torch
+from huggingface_hub import HfApi, constants
 from timm.data import resolve_model_data_config
 from torch import nn
 
 from .connectors import match_spatial_size
 from .features import FeatureTap, probe_feature_shape
 
-__all__ = ["FrozenTeacher", "load_checkpoint_state_dict", "load_teacher_model"]
+__all__ = ["FrozenTeacher", "load_checkpoint_state_dict", "load_teacher_model", "pin_hub_revision"]
 
 _PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 
@@ -28,7 +29,9 @@ def load_teacher_model(spec: str, allow_pickle: bool = False) -> nn.Module:
       only with `allow_pickle`, and then read with `weights_only=True`).
     - `NAME`: a timm model that has pretrained weights of its own.
     """
-    if spec.startswith(("hf-hub:", "local-dir:")):
+    if spec.startswith("hf-hub:"):
+        return timm.create_model(f"hf-hub:{pin_hub_revision(spec.removeprefix('hf-hub:'))}", pretrained=True)
+    if spec.startswith("local-dir:"):
         return timm.create_model(spec, pretrained=True)
     if "=" in spec:
         name, checkpoint = spec.split("=", 1)
@@ -41,6 +44,17 @@ def load_teacher_model(spec: str, allow_pickle: bool = False) -> nn.Module:
             )
         return timm.create_model(f"local-dir:{spec}", pretrained=True)
     return _pretrained_timm_model(spec)
+
+
+def pin_hub_revision(hub_id: str) -> str:
+    """`ns/name[@revision]` → `ns/name@<commit sha>`, so a run records exactly which teacher weights it used.
+
+    Offline (HF_HUB_OFFLINE=1) the id is returned as given and the cached snapshot is used.
+    """
+    if constants.HF_HUB_OFFLINE:
+        return hub_id
+    repo_id, _, revision = hub_id.partition("@")
+    return f"{repo_id}@{HfApi().model_info(repo_id, revision=revision or None).sha}"
 
 
 def _pretrained_timm_model(name: str) -> nn.Module:

@@ -255,12 +255,14 @@ def _class_names(dataset: Any) -> list[str] | None:
 
 def _describe_teacher(teacher: FrozenTeacher, source: str) -> dict[str, Any]:
     pretrained_cfg = getattr(teacher.model, "pretrained_cfg", {}) or {}
+    hub_id, _, revision = (pretrained_cfg.get("hf_hub_id") or "").partition("@")
     return {
         "name": teacher.name,
         "source": source,
         "top1": _recorded_top1(source),
         "architecture": pretrained_cfg.get("architecture", type(teacher.model).__name__),
-        "hf_hub_id": pretrained_cfg.get("hf_hub_id"),
+        "hf_hub_id": hub_id or None,
+        "revision": revision or None,
         "num_classes": getattr(teacher.model, "num_classes", None),
         "feature_index": teacher.feature_tap.index,
         "feature_module": teacher.feature_tap.module_name,

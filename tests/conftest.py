@@ -1,15 +1,22 @@
-"""Shared fixtures: offline Hugging Face caches in a temp dir, tiny models and tiny synthetic data."""
+"""Shared fixtures: Hugging Face caches in a temp dir, a loopback Hub, tiny models and tiny synthetic data."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 
-# Before transformers/datasets/huggingface_hub are imported: nothing may touch ~/.cache or the network.
-_HF_HOME = tempfile.mkdtemp(prefix="feed-hf-tests-hf-home-")
-os.environ["HF_HOME"] = _HF_HOME
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+from hub_server import LoopbackHub, free_port
+
+# Before transformers/datasets/huggingface_hub are imported (they read these at import time): caches go to a
+# temp dir and every Hub request goes to the loopback Hub below, never to huggingface.co.
+HUB_PORT = free_port()
+HUB_TOKEN = "hf_test_token"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="feed-hf-tests-hf-home-")
+os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{HUB_PORT}"
+os.environ["HF_HUB_DISABLE_XET"] = "1"  # the loopback Hub speaks classic LFS, not Xet
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+for _offline in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN"):
+    os.environ.pop(_offline, None)  # offline mode would refuse the loopback Hub too; tokens come per test
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
@@ -33,6 +40,14 @@ class SyntheticImages(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return {"pixel_values": self.pixels[index], "labels": self.labels[index]}
+
+
+@pytest.fixture(scope="session")
+def loopback_hub():
+    """The Hub at HF_ENDPOINT for this test session (real huggingface_hub/timm/transformers clients)."""
+    hub = LoopbackHub(port=HUB_PORT, valid_tokens={HUB_TOKEN}).start()
+    yield hub
+    hub.stop()
 
 
 @pytest.fixture
