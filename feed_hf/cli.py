@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -177,9 +178,19 @@ def _help(name: str) -> tuple[str, str]:
     return f"feed-hf {name}", f"{command.summary} Example: {command.example}. A YAML/JSON config may come first."
 
 
+# Errors whose message already says what to do: shown without a traceback (FEED_HF_DEBUG=1 shows it).
+_USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, FloatingPointError, ConnectionError, RuntimeError)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (returns nothing: a return value would become the exit status)."""
-    run_command(argv)
+    try:
+        run_command(argv)
+    except _USER_ERRORS as error:
+        if os.environ.get("FEED_HF_DEBUG"):
+            raise
+        print(f"feed-hf: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def run_command(argv: list[str] | None = None) -> Any:

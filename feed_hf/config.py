@@ -99,6 +99,29 @@ class FeedConfig(TrainingArguments):
         },
     )
     lr_decay_rate: float = field(default=0.1, metadata={"help": "Factor applied at each of lr_decay_epochs."})
+    teacher_dtype: Literal["float32", "bfloat16", "float16"] = field(
+        default="float32",
+        metadata={"help": "Run teachers under autocast in this dtype (GPU speed); the FEED loss stays fp32."},
+    )
+    channels_last: bool = field(
+        default=False, metadata={"help": "channels_last memory format for student, connectors and teachers (GPU)."}
+    )
+    compile_teachers: bool = field(
+        default=False, metadata={"help": "torch.compile the teachers' feature extraction (the student: torch_compile)."}
+    )
+    cache_teacher_features: bool = field(
+        default=False,
+        metadata={
+            "help": "Compute each teacher's map once per training image and reuse it every epoch. Only "
+            "for training sets without random augmentation (checked). Memory: N·C·H·W values per image."
+        },
+    )
+    stop_on_nonfinite_loss: bool = field(
+        default=True,
+        metadata={
+            "help": "Stop at the first step whose loss is NaN/Inf, naming the loss term (one host sync per step)."
+        },
+    )
     push_connectors: bool = field(
         default=False,
         metadata={"help": "With push_to_hub: also push the connectors, as a separate feed_connectors.safetensors."},
@@ -120,7 +143,7 @@ class FeedConfig(TrainingArguments):
         num_teachers = len(self.teachers)
         _check_broadcast("feed_beta", self.feed_beta, num_teachers)
         _check_broadcast("teacher_feature_indices", self.teacher_feature_indices, num_teachers)
-        if self.teacher_feature_modules and len(self.teacher_feature_modules) != num_teachers:
+        if self.teacher_feature_modules and num_teachers and len(self.teacher_feature_modules) != num_teachers:
             raise ValueError(
                 f"teacher_feature_modules has {len(self.teacher_feature_modules)} entries for {num_teachers} "
                 "teachers; give one module name per teacher or none"
@@ -135,6 +158,8 @@ class FeedConfig(TrainingArguments):
             )
         if self.feed_p not in (1, 2):
             raise ValueError(f"feed_p must be 1 (L1, the paper) or 2 (squared L2), got {self.feed_p}")
+        if self.teacher_dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"teacher_dtype must be float32, bfloat16 or float16, got {self.teacher_dtype!r}")
         if self.feed_reduction not in ("mean", "sum"):
             raise ValueError(f"feed_reduction must be 'mean' or 'sum', got {self.feed_reduction!r}")
         if self.input_size is not None and self.input_size < 8:
@@ -174,6 +199,19 @@ class FeedConfig(TrainingArguments):
 
     def teacher_feature_index(self, teacher_index: int, num_teachers: int) -> int:
         return _broadcast("teacher_feature_indices", self.teacher_feature_indices, num_teachers)[teacher_index]
+
+    def teacher_feature_module(self, teacher_index: int, num_teachers: int) -> str | None:
+        if not self.teacher_feature_modules:
+            return None
+        if len(self.teacher_feature_modules) != num_teachers:
+            raise ValueError(
+                f"teacher_feature_modules has {len(self.teacher_feature_modules)} entries for {num_teachers} "
+                "teachers; give one module name per teacher or none"
+            )
+        return self.teacher_feature_modules[teacher_index]
+
+    def teacher_autocast_dtype(self) -> torch.dtype | None:
+        return None if self.teacher_dtype == "float32" else getattr(torch, self.teacher_dtype)
 
     def connector_options(self) -> dict[str, Any]:
         return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import safetensors
 import safetensors.torch
 import timm
 import torch
@@ -82,14 +83,23 @@ def load_checkpoint_state_dict(path: str | Path, allow_pickle: bool = False) -> 
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     if path.suffix == ".safetensors":
-        state_dict = safetensors.torch.load_file(path)
+        try:
+            state_dict = safetensors.torch.load_file(path)
+        except safetensors.SafetensorError as error:
+            raise ValueError(
+                f"checkpoint {str(path)!r} is not a readable safetensors file ({error}); "
+                "is it truncated or corrupt? Re-export or re-download it."
+            ) from None
     elif path.suffix in _PICKLE_SUFFIXES:
         if not allow_pickle:
             raise ValueError(
                 f"checkpoint {str(path)!r} is a pickle file, which can run code when loaded. Convert it to "
                 "safetensors, or opt in with teacher_allow_pickle=True (it is then read with weights_only=True)."
             )
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state_dict = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # pickle.UnpicklingError, RuntimeError, EOFError, ...
+            raise ValueError(f"checkpoint {str(path)!r} could not be read with weights_only=True ({error})") from None
     else:
         raise ValueError(f"checkpoint {str(path)!r}: unknown format; expected .safetensors or {_PICKLE_SUFFIXES}")
     for wrapper_key in ("state_dict", "model"):
@@ -132,6 +142,10 @@ class FrozenTeacher(nn.Module):
     The student's normalised pixels are re-normalised to the teacher's mean/std by a fixed affine
     map, x_T = x_S·(σ_S/σ_T) + (μ_S − μ_T)/σ_T, so each network sees the pixels it was trained on.
     Its `num_classes` may differ from the student's: features are what is distilled.
+
+    Speed options: `autocast_dtype` runs the teacher under autocast (bf16/fp16; the FEED loss is
+    still computed in fp32), `channels_last` converts weights and input, `compile` wraps the feature
+    extraction in `torch.compile` (needs `forward_intermediates`, not a hook).
     """
 
     def __init__(
@@ -141,6 +155,9 @@ class FrozenTeacher(nn.Module):
         feature_index: int = -1,
         feature_module: str | None = None,
         name: str = "teacher",
+        autocast_dtype: torch.dtype | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         self.model = model.requires_grad_(False)
@@ -148,12 +165,20 @@ class FrozenTeacher(nn.Module):
         self.feature_tap = FeatureTap(model, feature_index, feature_module, role=name)
         teacher_data_config = resolve_model_data_config(model)
         _check_input_size(name, teacher_data_config, student_data_config, model)
+        _check_channels(name, teacher_data_config, student_data_config)
         scale, shift = _renormalization(student_data_config, teacher_data_config)
         self.renormalizes = bool((scale != 1).any() or (shift != 0).any())
         self.register_buffer("input_scale", scale, persistent=False)
         self.register_buffer("input_shift", shift, persistent=False)
         self.feature_shape = probe_feature_shape(model, self.feature_tap, tuple(student_data_config["input_size"]))
         self.compare_size: tuple[int, int] = tuple(self.feature_shape[1:])
+        self.autocast_dtype = autocast_dtype
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if compile and feature_module is not None:
+            raise ValueError(f"{name}: compiling teachers needs forward_intermediates; drop the feature module hook")
+        self._extract = torch.compile(self._extract_features) if compile else self._extract_features
         self.eval()
 
     def train(self, mode: bool = True) -> FrozenTeacher:
@@ -169,6 +194,15 @@ class FrozenTeacher(nn.Module):
             pixel_values = pixel_values * self.input_scale.to(pixel_values.dtype) + self.input_shift.to(
                 pixel_values.dtype
             )
+        pixel_values = pixel_values.contiguous(memory_format=self.memory_format)
+        with torch.autocast(
+            pixel_values.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
+        ):
+            return self._extract(pixel_values, with_logits)
+
+    def _extract_features(
+        self, pixel_values: torch.Tensor, with_logits: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if with_logits:
             logits, feature_map = self.feature_tap.logits_and_map(self.model, pixel_values)
         else:
@@ -182,6 +216,16 @@ def _renormalization(student_config: dict, teacher_config: dict) -> tuple[torch.
     scale = student_std / teacher_std
     shift = (student_mean - teacher_mean) / teacher_std
     return scale.view(1, -1, 1, 1), shift.view(1, -1, 1, 1)
+
+
+def _check_channels(name: str, teacher_config: dict, student_config: dict) -> None:
+    teacher_channels, student_channels = teacher_config["input_size"][0], student_config["input_size"][0]
+    if teacher_channels != student_channels:
+        raise ValueError(
+            f"{name} takes {teacher_channels}-channel images but the student takes {student_channels}; FEED feeds "
+            "both the same pixels. Use a student and teachers with the same input channels (grayscale data is "
+            "converted to RGB for 3-channel models automatically)."
+        )
 
 
 def _check_input_size(name: str, teacher_config: dict, student_config: dict, model: nn.Module) -> None:

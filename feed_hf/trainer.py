@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import safetensors
 import timm
 import torch
 from huggingface_hub import CommitInfo
 from timm.data import resolve_model_data_config
 from torch import nn
 from torch.nn import functional as F
-from transformers import Trainer
+from transformers import Trainer, enable_full_determinism, set_seed
 
 from .config import FeedConfig
 from .export import FEED_CONFIG_NAME, export_student
+from .feature_cache import IndexedDataset, TeacherFeatureCache
 from .hub import push_export
 from .losses import ensemble_kd_loss, feed_loss
 from .metrics import top_k_accuracy
@@ -53,6 +57,8 @@ class FeedTrainer(Trainer):
     ) -> None:
         if not isinstance(args, FeedConfig):
             raise TypeError(f"FeedTrainer needs args=FeedConfig(...), got {type(args).__name__}")
+        # As Trainer does before it builds a model: the student and connectors built below start from args.seed.
+        enable_full_determinism(args.seed) if args.full_determinism else set_seed(args.seed)
         self.class_names = list(class_names) if class_names else _class_names(trainer_kwargs.get("train_dataset"))
         if model is None:
             num_labels = args.num_labels or (len(self.class_names) if self.class_names else None)
@@ -68,9 +74,19 @@ class FeedTrainer(Trainer):
             student = build_feed_student(
                 student, distilled, args.student_feature_index, args.student_feature_module, **args.connector_options()
             )
+        _check_labels_fit(self.class_names, student.student if isinstance(student, FeedStudent) else student)
+        _check_output_dir(args.output_dir)
+        _check_not_empty(trainer_kwargs.get("train_dataset"))
+        if args.channels_last:
+            student.to(memory_format=torch.channels_last)
         trainer_kwargs.setdefault("compute_metrics", top_k_accuracy)
+        if args.cache_teacher_features and self.teachers and trainer_kwargs.get("train_dataset") is not None:
+            trainer_kwargs["train_dataset"] = IndexedDataset(trainer_kwargs["train_dataset"])
         super().__init__(model=student, args=args, **trainer_kwargs)
         self.teachers.to(self.args.device)
+        self.teacher_feature_cache = (
+            self._build_feature_cache() if args.cache_teacher_features and self.teachers else None
+        )
         self._loss_term_sums: dict[str, torch.Tensor] = {}
         self._loss_term_steps = 0
 
@@ -80,7 +96,7 @@ class FeedTrainer(Trainer):
         frozen = []
         for index, source in enumerate(sources):
             module = source if isinstance(source, nn.Module) else load_teacher_model(source, args.teacher_allow_pickle)
-            feature_module = args.teacher_feature_modules[index] if args.teacher_feature_modules else None
+            feature_module = args.teacher_feature_module(index, len(sources))
             frozen.append(
                 FrozenTeacher(
                     module,
@@ -88,6 +104,9 @@ class FeedTrainer(Trainer):
                     feature_index=args.teacher_feature_index(index, len(sources)),
                     feature_module=feature_module,
                     name=f"teacher {index} ({source if isinstance(source, str) else type(source).__name__})",
+                    autocast_dtype=args.teacher_autocast_dtype(),
+                    channels_last=args.channels_last,
+                    compile=args.compile_teachers,
                 )
             )
         return nn.ModuleList(frozen).eval()
@@ -96,6 +115,15 @@ class FeedTrainer(Trainer):
     def student(self) -> nn.Module:
         """The bare student network (what is exported)."""
         return self.accelerator.unwrap_model(self.model).student
+
+    def _build_feature_cache(self) -> TeacherFeatureCache:
+        return TeacherFeatureCache.build(
+            self.teachers,
+            self.train_dataset,
+            self.args.per_device_eval_batch_size,
+            self.args.device,
+            with_logits=self.args.kd_weight > 0,
+        )
 
     def teacher_outputs(self, pixel_values: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Each teacher's feature map (and logits when KD is on), one teacher after another, no autograd."""
@@ -111,12 +139,19 @@ class FeedTrainer(Trainer):
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
         pixel_values, labels = inputs["pixel_values"], inputs["labels"]
+        if self.args.channels_last:
+            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         if not model.training:  # evaluation: the student alone, no teachers
             outputs = model(pixel_values)
             loss = F.cross_entropy(outputs.logits.float(), labels)
             return (loss, outputs) if return_outputs else loss
 
-        teacher_maps, teacher_logits = self.teacher_outputs(pixel_values)
+        if self.teacher_feature_cache is not None:
+            teacher_maps, teacher_logits = self.teacher_feature_cache.lookup(
+                inputs["sample_index"], pixel_values.device
+            )
+        else:
+            teacher_maps, teacher_logits = self.teacher_outputs(pixel_values)
         outputs = model(pixel_values)
         ce = F.cross_entropy(outputs.logits.float(), labels, label_smoothing=self.args.label_smoothing_factor)
         loss, terms = ce, {"loss/ce": ce}
@@ -135,8 +170,27 @@ class FeedTrainer(Trainer):
             kd = ensemble_kd_loss(outputs.logits, teacher_logits, self.args.kd_temperature)
             loss = loss + self.args.kd_weight * kd
             terms["loss/kd"] = kd
+        if self.args.stop_on_nonfinite_loss:
+            self._stop_if_nonfinite(loss, terms)
         self._accumulate_loss_terms(terms)
         return (loss, outputs) if return_outputs else loss
+
+    def _stop_if_nonfinite(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
+        # One host sync per step (the Trainer's own logging_nan_inf_filter already makes one): raising
+        # here, before backward and the optimizer step, keeps NaN weights out of every checkpoint.
+        values = torch.stack([loss.detach().float(), *(t.detach().float() for t in terms.values())])
+        if bool(torch.isfinite(values).all()):
+            return
+        bad = [
+            _describe_term(name, self.teacher_sources)
+            for name, value in zip(terms, values[1:].tolist(), strict=True)
+            if not math.isfinite(value)
+        ]
+        raise FloatingPointError(
+            f"non-finite loss at step {self.state.global_step + 1}: {', '.join(bad) or 'loss'}; training stopped "
+            "before this step's update, so no checkpoint holds its weights. Lower learning_rate or feed_beta, "
+            "or check the data and the named teacher's checkpoint."
+        )
 
     def _accumulate_loss_terms(self, terms: dict[str, torch.Tensor]) -> None:
         # Detached device tensors, summed on device: no host sync until a logging step.
@@ -181,6 +235,12 @@ class FeedTrainer(Trainer):
             for teacher, source in zip(self.teachers, self.teacher_sources, strict=True)
         ]
         return settings
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        # The Trainer loads a non-PreTrainedModel checkpoint with strict=False and only logs missing keys:
+        # resuming with another teacher count would silently start fresh connectors. Refuse instead.
+        _check_checkpoint_connectors(resume_from_checkpoint, len(self.accelerator.unwrap_model(self.model).connectors))
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         # Trainer checkpoints hold the whole FeedStudent (connectors included) in a non-timm layout;
@@ -269,6 +329,50 @@ def _describe_teacher(teacher: FrozenTeacher, source: str) -> dict[str, Any]:
         "feature_shape": list(teacher.feature_shape),
         "compared_at": list(teacher.compare_size),
     }
+
+
+def _check_checkpoint_connectors(checkpoint: str, expected: int) -> None:
+    weights = Path(checkpoint) / "model.safetensors"
+    if not weights.is_file():
+        return  # the Trainer reports a checkpoint without weights itself
+    with safetensors.safe_open(str(weights), framework="pt") as handle:
+        indices = {int(key.split(".")[1]) for key in handle.keys() if key.startswith("connectors.")}
+    if len(indices) != expected:
+        raise ValueError(
+            f"checkpoint {checkpoint} was trained with {len(indices)} teacher connector(s), this run has {expected} "
+            "teacher(s) with FEED. Resume with the same teachers, or start a new output_dir."
+        )
+
+
+def _check_labels_fit(class_names: list[str] | None, student: nn.Module) -> None:
+    num_classes = getattr(student, "num_classes", None)
+    if class_names and num_classes is not None and len(class_names) > num_classes:
+        raise ValueError(
+            f"the training set has {len(class_names)} classes (labels 0..{len(class_names) - 1}) but the student has "
+            f"num_labels={num_classes}; set num_labels to {len(class_names)} (or leave it unset to use the data's)"
+        )
+
+
+def _check_output_dir(output_dir: str) -> None:
+    path = Path(output_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise ValueError(f"output_dir {output_dir!r} is not a writable folder ({error}); choose another") from None
+
+
+def _check_not_empty(dataset: Any) -> None:
+    if dataset is not None and hasattr(dataset, "__len__") and len(dataset) == 0:
+        raise ValueError("train_dataset is empty: check the dataset path, split and max_train_samples")
+
+
+def _describe_term(name: str, teacher_sources: list[str]) -> str:
+    if name.startswith("feed/loss_t"):
+        index = int(name.removeprefix("feed/loss_t"))
+        return f"{name} (teacher {index}: {teacher_sources[index]})"
+    return name
 
 
 def _recorded_top1(source: str) -> float | None:

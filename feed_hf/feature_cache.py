@@ -1,0 +1,79 @@
+"""Teacher feature maps computed once per training image and reused every epoch (runs without random augmentation)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+from transformers import default_data_collator
+
+from .teachers import FrozenTeacher
+
+__all__ = ["IndexedDataset", "TeacherFeatureCache", "check_deterministic"]
+
+
+class IndexedDataset(Dataset):
+    """`dataset` whose items also carry `sample_index`, the key of the cached teacher outputs."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        return {**self.dataset[index], "sample_index": index}
+
+
+def check_deterministic(dataset: Dataset) -> None:
+    """Refuse a dataset whose first item differs between two reads (random crop/flip/...)."""
+    first, second = dataset[0]["pixel_values"], dataset[0]["pixel_values"]
+    if not torch.equal(torch.as_tensor(first), torch.as_tensor(second)):
+        raise ValueError(
+            "cache_teacher_features needs a training set without random augmentation: its first image differed "
+            "between two reads (random crop/flip?). Turn the augmentation off, or drop cache_teacher_features."
+        )
+
+
+class TeacherFeatureCache:
+    """Every teacher's feature map (and logits, for KD) for every training image, kept on the host.
+
+    Memory: N_images × Σ_teachers C·H·W values in the teachers' output dtype (CIFAR, 50k images,
+    one ResNet-56 map of 64×8×8 in fp32: 0.8 GB per teacher; bf16 halves it).
+    """
+
+    def __init__(self, feature_maps: list[torch.Tensor], logits: list[torch.Tensor]) -> None:
+        self.feature_maps = feature_maps
+        self.logits = logits
+
+    @classmethod
+    @torch.no_grad()
+    def build(
+        cls,
+        teachers: Sequence[FrozenTeacher],
+        dataset: Dataset,
+        batch_size: int,
+        device: torch.device,
+        with_logits: bool,
+    ) -> TeacherFeatureCache:
+        check_deterministic(dataset)
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=default_data_collator)
+        maps: list[list[torch.Tensor]] = [[] for _ in teachers]
+        logits: list[list[torch.Tensor]] = [[] for _ in teachers]
+        for batch in loader:
+            pixels = batch["pixel_values"].to(device)
+            for index, teacher in enumerate(teachers):
+                feature_map, teacher_logits = teacher(pixels, with_logits=with_logits)
+                maps[index].append(feature_map.cpu())
+                if teacher_logits is not None:
+                    logits[index].append(teacher_logits.cpu())
+        return cls([torch.cat(m) for m in maps], [torch.cat(lg) for lg in logits if lg])
+
+    def lookup(self, sample_index: torch.Tensor, device: torch.device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The cached (feature maps, logits) of the batch's images, on `device`."""
+        rows = sample_index.cpu()
+        return (
+            [maps[rows].to(device, non_blocking=True) for maps in self.feature_maps],
+            [logits[rows].to(device, non_blocking=True) for logits in self.logits],
+        )
