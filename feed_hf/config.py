@@ -109,6 +109,15 @@ class FeedConfig(TrainingArguments):
     compile_teachers: bool = field(
         default=False, metadata={"help": "torch.compile the teachers' feature extraction (the student: torch_compile)."}
     )
+    batch_augmentation: Literal["none", "crop", "crop_flip"] = field(
+        default="none",
+        metadata={
+            "help": "Random reflect-pad crop (+ flip) of each batch on its device inside the training step, "
+            "instead of in the data pipeline: keeps a GPU fed on CIFAR-size data and makes resume bit-exact. "
+            "The recipes then load training images without random transforms."
+        },
+    )
+    batch_augmentation_padding: int = field(default=4, metadata={"help": "Padding of batch_augmentation's crop."})
     cache_teacher_features: bool = field(
         default=False,
         metadata={
@@ -160,6 +169,13 @@ class FeedConfig(TrainingArguments):
             raise ValueError(f"feed_p must be 1 (L1, the paper) or 2 (squared L2), got {self.feed_p}")
         if self.teacher_dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"teacher_dtype must be float32, bfloat16 or float16, got {self.teacher_dtype!r}")
+        if self.batch_augmentation not in ("none", "crop", "crop_flip"):
+            raise ValueError(f"batch_augmentation must be none, crop or crop_flip, got {self.batch_augmentation!r}")
+        if self.batch_augmentation != "none" and self.cache_teacher_features:
+            raise ValueError(
+                "cache_teacher_features caches maps of un-augmented images; it cannot be combined with "
+                f"batch_augmentation={self.batch_augmentation!r}"
+            )
         if self.feed_reduction not in ("mean", "sum"):
             raise ValueError(f"feed_reduction must be 'mean' or 'sum', got {self.feed_reduction!r}")
         if self.input_size is not None and self.input_size < 8:

@@ -47,6 +47,13 @@ class DataArguments:
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Use a seeded subset of train."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use a seeded subset of the eval split."})
+    augmentation: bool = field(
+        default=True,
+        metadata={
+            "help": "Random crop (+ flip) in training. Off: training images get the eval transform "
+            "(what cache_teacher_features needs)."
+        },
+    )
     horizontal_flip: bool = field(
         default=True, metadata={"help": "Random horizontal flips in training (turn off for digits and text)."}
     )

@@ -12,8 +12,8 @@ from typing import Any, Literal
 import datasets
 from timm.data import resolve_model_data_config
 from transformers import set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
+from .checkpoints import last_complete_checkpoint
 from .config import FeedConfig
 from .data import DataArguments, load_image_splits
 from .model_card import write_model_card
@@ -79,7 +79,12 @@ def train_model(
         model=student,
         args=args,
         train_dataset=with_pixel_values(
-            splits["train"], build_transform(data_config, True, data_args.horizontal_flip), in_chans
+            splits["train"],
+            # batch_augmentation crops and flips inside the training step: the loader stays deterministic
+            build_transform(
+                data_config, data_args.augmentation and args.batch_augmentation == "none", data_args.horizontal_flip
+            ),
+            in_chans,
         ),
         eval_dataset=with_pixel_values(splits["eval"], build_transform(data_config, False), in_chans),
         class_names=class_names,
@@ -163,7 +168,7 @@ def _resume_checkpoint(args: FeedConfig) -> str | None:
     if requested in (None, "", "False", "false"):
         return None
     if requested in ("True", "true", "last"):
-        return get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+        return last_complete_checkpoint(args.output_dir)  # a folder cut short by a kill is skipped
     return requested
 
 

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import Trainer, enable_full_determinism, set_seed
 
+from .checkpoints import is_complete, last_complete_checkpoint, mark_complete
 from .config import FeedConfig
 from .export import FEED_CONFIG_NAME, export_student
 from .feature_cache import IndexedDataset, TeacherFeatureCache
@@ -27,6 +28,7 @@ from .losses import ensemble_kd_loss, feed_loss
 from .metrics import top_k_accuracy
 from .modeling import FeedStudent, build_feed_student
 from .teachers import FrozenTeacher, load_teacher_model
+from .transforms import random_crop_flip
 
 __all__ = ["FeedTrainer", "create_student"]
 
@@ -146,6 +148,10 @@ class FeedTrainer(Trainer):
             loss = F.cross_entropy(outputs.logits.float(), labels)
             return (loss, outputs) if return_outputs else loss
 
+        if self.args.batch_augmentation != "none":
+            pixel_values = random_crop_flip(
+                pixel_values, self.args.batch_augmentation_padding, flip=self.args.batch_augmentation == "crop_flip"
+            )
         if self.teacher_feature_cache is not None:
             teacher_maps, teacher_logits = self.teacher_feature_cache.lookup(
                 inputs["sample_index"], pixel_values.device
@@ -236,7 +242,20 @@ class FeedTrainer(Trainer):
         ]
         return settings
 
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            checkpoint_dir = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
+            connectors = len(self.accelerator.unwrap_model(self.model).connectors)
+            mark_complete(checkpoint_dir, self.state.global_step, connectors)
+
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
+        if not is_complete(resume_from_checkpoint):
+            previous = last_complete_checkpoint(Path(resume_from_checkpoint).parent)
+            raise ValueError(
+                f"checkpoint {resume_from_checkpoint} is incomplete (its save was interrupted); resume from "
+                + (f"{previous}" if previous else "scratch: no complete checkpoint exists")
+            )
         # The Trainer loads a non-PreTrainedModel checkpoint with strict=False and only logs missing keys:
         # resuming with another teacher count would silently start fresh connectors. Refuse instead.
         _check_checkpoint_connectors(resume_from_checkpoint, len(self.accelerator.unwrap_model(self.model).connectors))

@@ -10,7 +10,7 @@ from PIL import Image
 from timm.data import create_transform
 from torchvision import transforms as T
 
-__all__ = ["CIFAR_SIZE_LIMIT", "build_transform", "with_pixel_values"]
+__all__ = ["CIFAR_SIZE_LIMIT", "build_transform", "random_crop_flip", "with_pixel_values"]
 
 # Inputs at or below this side length get the CIFAR recipe (reflect-pad 4 + random crop + flip)
 # instead of timm's ImageNet-style random-resized-crop, which destroys 32-pixel images.
@@ -41,3 +41,25 @@ def with_pixel_values(dataset: datasets.Dataset, transform: Callable, in_chans: 
         return {"pixel_values": pixel_values, "labels": torch.as_tensor(batch["label"])}
 
     return dataset.with_transform(_apply)
+
+
+def random_crop_flip(pixel_values: torch.Tensor, padding: int, flip: bool) -> torch.Tensor:
+    """CIFAR augmentation on a batch, on its device: reflect-pad, random H×W crop per image, random h-flip.
+
+    `[B, C, H, W]` → `[B, C, H, W]`. Uses the global torch RNG inside the training step, which the
+    Trainer checkpoints at step boundaries: resumed runs draw exactly the crops they would have.
+    """
+    batch, _, height, width = pixel_values.shape
+    padded = torch.nn.functional.pad(pixel_values, (padding,) * 4, mode="reflect")
+    device = pixel_values.device
+    top = torch.randint(0, 2 * padding + 1, (batch, 1), device=device)
+    left = torch.randint(0, 2 * padding + 1, (batch, 1), device=device)
+    rows = (top + torch.arange(height, device=device))[:, None, :, None]  # [B, 1, H, 1]
+    cols = (left + torch.arange(width, device=device))[:, None, None, :]  # [B, 1, 1, W]
+    images = torch.arange(batch, device=device)[:, None, None, None]
+    channels = torch.arange(pixel_values.shape[1], device=device)[None, :, None, None]
+    cropped = padded[images, channels, rows, cols]
+    if not flip:
+        return cropped
+    flipped = torch.rand(batch, device=device) < 0.5
+    return torch.where(flipped[:, None, None, None], cropped.flip(-1), cropped)

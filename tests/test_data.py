@@ -111,3 +111,19 @@ def test_bad_data_arguments():
         DataArguments(validation_fraction=1.5)
     with pytest.raises(ValueError, match="max_train_samples must be >= 1"):
         DataArguments(max_train_samples=0)
+
+
+def test_batch_crop_flip_on_device_matches_pad_and_crop():
+    from feed_hf.transforms import random_crop_flip
+
+    torch.manual_seed(0)
+    batch = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
+    crops = random_crop_flip(batch, padding=2, flip=False)
+    assert crops.shape == batch.shape
+    padded = torch.nn.functional.pad(batch, (2, 2, 2, 2), mode="reflect")
+    for image in range(2):  # each crop is some 8×8 window of the reflect-padded image
+        windows = padded[image].unfold(1, 8, 1).unfold(2, 8, 1)  # [C, 5, 5, 8, 8]
+        assert any(torch.equal(windows[:, i, j], crops[image]) for i in range(5) for j in range(5))
+    torch.manual_seed(1)
+    flips = torch.stack([random_crop_flip(batch, padding=0, flip=True) for _ in range(20)])
+    assert (flips == batch.flip(-1)).all(dim=(2, 3, 4)).any() and (flips == batch).all(dim=(2, 3, 4)).any()
