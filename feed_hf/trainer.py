@@ -77,7 +77,8 @@ class FeedTrainer(Trainer):
                 student, distilled, args.student_feature_index, args.student_feature_module, **args.connector_options()
             )
         _check_labels_fit(self.class_names, student.student if isinstance(student, FeedStudent) else student)
-        _check_output_dir(args.output_dir)
+        if args.should_save:  # the writer rank; the others never write there
+            _check_output_dir(args.output_dir)
         _check_not_empty(trainer_kwargs.get("train_dataset"))
         if args.channels_last:
             student.to(memory_format=torch.channels_last)
@@ -209,7 +210,7 @@ class FeedTrainer(Trainer):
             names = list(self._loss_term_sums)
             means = torch.stack([self._loss_term_sums[name] for name in names]) / self._loss_term_steps
             means = self.accelerator.reduce(means, reduction="mean")
-            logs.update({name: round(value, 6) for name, value in zip(names, means.tolist(), strict=True)})
+            logs.update(dict(zip(names, means.tolist(), strict=True)))
             self._loss_term_sums, self._loss_term_steps = {}, 0
         super().log(logs, start_time)
 

@@ -5,6 +5,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import safetensors.torch
+import torch
 from recipe_helpers import RECIPES, load_recipe, tiny_argv
 
 
@@ -44,3 +47,70 @@ def test_feed_parallel_under_accelerate_launch_with_two_cpu_processes(tmp_path):
     assert results["train_metrics"]["train_steps_per_second"] > 0 and results["log_history"][-1]["step"] == 1
     assert teachers[0]["log_history"][-1]["step"] == 2
     assert results["world_size"] == 2 and teachers[0]["world_size"] == 1
+
+
+def _run_worker(tmp_path, name: str, num_processes: int, batchnorm: str = "batch-statistics") -> dict:
+    output, reports = tmp_path / name / "out", tmp_path / name / "reports"
+    reports.mkdir(parents=True)
+    worker = str(Path(__file__).resolve().parent / "ddp_worker.py")
+    per_device = str(32 // num_processes)  # same global batch: 32
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent), OMP_NUM_THREADS="1")
+    if num_processes == 1:
+        command = [sys.executable, worker, str(output), per_device, str(reports), batchnorm]
+    else:
+        command = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(RECIPES / "accelerate_configs" / "cpu_2proc.yaml"),
+            "--main_process_port",
+            str(free_port()),
+            worker,
+            str(output),
+            per_device,
+            str(reports),
+            batchnorm,
+        ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ranks = [json.loads(p.read_text()) for p in sorted(reports.glob("rank*.json"))]
+    weights = safetensors.torch.load_file(output / "checkpoint-6" / "model.safetensors")
+    return {"ranks": ranks, "stderr": done.stderr, "weights": weights}
+
+
+def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path):
+    single, ddp = _run_worker(tmp_path, "single", 1), _run_worker(tmp_path, "ddp", 2)
+    assert [r["world_size"] for r in ddp["ranks"]] == [2, 2]
+    assert ddp["ranks"][0]["wrapped"] == "DistributedDataParallel" and single["ranks"][0]["wrapped"] == "FeedStudent"
+    for rank in ddp["ranks"]:  # teachers stay plain frozen modules: never wrapped, never trained
+        assert "DistributedDataParallel" not in rank["teacher_types"] and not rank["teachers_have_grad"]
+    assert "find_unused_parameters" not in ddp["stderr"] and "unused parameters" not in ddp["stderr"]
+
+    # metrics are gathered: the logged term is the mean of the two ranks' own values
+    rank0, rank1 = ddp["ranks"]
+    for step, logged in enumerate(rank0["logged"]):
+        expected = (rank0["local_terms"][step]["feed/loss_t1"] + rank1["local_terms"][step]["feed/loss_t1"]) / 2
+        assert logged["feed/loss_t1"] == pytest.approx(expected, rel=1e-5)
+
+    # Same samples per global step; BatchNorm computes its statistics per rank (16 images) under DDP and over
+    # all 32 in one process, which moves the curve by up to a few percent after a few steps.
+    single_curve = [e["loss"] for e in single["ranks"][0]["logged"]]
+    ddp_curve = [e["loss"] for e in rank0["logged"]]
+    assert all(a == pytest.approx(b, rel=0.03) for a, b in zip(single_curve, ddp_curve, strict=True))
+
+    # only rank 0 writes files
+    # (the Trainer creates checkpoint folders with makedirs(exist_ok=True) on every rank: folders, not files)
+    assert [w for w in rank1["writes"] if not w.startswith("os.mkdir")] == []
+    assert any(w.endswith("trainer_state.json") for w in rank0["writes"])
+
+
+def test_ddp_equals_one_process_exactly_when_batchnorm_statistics_are_taken_out(tmp_path):
+    single = _run_worker(tmp_path, "single", 1, "frozen-batchnorm")
+    ddp = _run_worker(tmp_path, "ddp", 2, "frozen-batchnorm")
+    single_curve = [e["loss"] for e in single["ranks"][0]["logged"]]
+    ddp_curve = [e["loss"] for e in ddp["ranks"][0]["logged"]]
+    assert all(a == pytest.approx(b, rel=1e-5) for a, b in zip(single_curve, ddp_curve, strict=True))
+    for name, tensor in single["weights"].items():  # student and connectors: float rounding only
+        if tensor.is_floating_point():
+            torch.testing.assert_close(ddp["weights"][name], tensor, rtol=1e-3, atol=1e-5)
