@@ -17,9 +17,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def accelerate_launch(recipe: str, argv: list[str], num_processes: int = 2) -> subprocess.CompletedProcess:
+def launch_command(script: str, argv: list[str], num_processes: int = 2) -> list[str]:
     """`accelerate launch` with the shipped 2-process CPU config (gloo), as a user would run it."""
-    command = [
+    return [
         sys.executable,
         "-m",
         "accelerate.commands.launch",
@@ -29,11 +29,18 @@ def accelerate_launch(recipe: str, argv: list[str], num_processes: int = 2) -> s
         str(num_processes),
         "--main_process_port",
         str(free_port()),
-        str(RECIPES / f"{recipe}.py"),
+        script,
         *argv,
     ]
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent), OMP_NUM_THREADS="1")
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+
+
+def launch_env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent), OMP_NUM_THREADS="1")
+
+
+def accelerate_launch(recipe: str, argv: list[str], num_processes: int = 2) -> subprocess.CompletedProcess:
+    command = launch_command(str(RECIPES / f"{recipe}.py"), argv, num_processes)
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=launch_env())
 
 
 def test_feed_parallel_under_accelerate_launch_with_two_cpu_processes(tmp_path):
@@ -54,25 +61,12 @@ def _run_worker(tmp_path, name: str, num_processes: int, batchnorm: str = "batch
     reports.mkdir(parents=True)
     worker = str(Path(__file__).resolve().parent / "ddp_worker.py")
     per_device = str(32 // num_processes)  # same global batch: 32
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent), OMP_NUM_THREADS="1")
+    arguments = [str(output), per_device, str(reports), batchnorm]
     if num_processes == 1:
-        command = [sys.executable, worker, str(output), per_device, str(reports), batchnorm]
+        command = [sys.executable, worker, *arguments]
     else:
-        command = [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--config_file",
-            str(RECIPES / "accelerate_configs" / "cpu_2proc.yaml"),
-            "--main_process_port",
-            str(free_port()),
-            worker,
-            str(output),
-            per_device,
-            str(reports),
-            batchnorm,
-        ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+        command = launch_command(worker, arguments, num_processes)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=launch_env())
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads(p.read_text()) for p in sorted(reports.glob("rank*.json"))]
     weights = safetensors.torch.load_file(output / "checkpoint-6" / "model.safetensors")

@@ -8,11 +8,10 @@ compare with the CRD / DKD tables (resnet56: 0.86 M parameters with 100 classes)
 from __future__ import annotations
 
 import torch
-from timm.layers import create_classifier
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
-from ._common import cifar_cfg, run_intermediates
+from ._common import CifarNet, cifar_cfg
 
 __all__ = ["CifarResNet"]
 
@@ -45,7 +44,7 @@ def _make_stage(in_channels: int, out_channels: int, num_blocks: int, stride: in
     return nn.Sequential(*blocks)
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(CifarNet):
     """ResNet-(6n+2) for 32×32 inputs; `widths` = (stem, stage1, stage2, stage3)."""
 
     def __init__(
@@ -61,80 +60,24 @@ class CifarResNet(nn.Module):
         if (depth - 2) % 6 != 0:
             raise ValueError(f"CIFAR ResNet depth must be 6n+2 (8, 14, 20, 32, 44, 56, 110), got {depth}")
         blocks_per_stage = (depth - 2) // 6
-        self.num_classes = num_classes
         self.drop_rate = drop_rate
-        self.grad_checkpointing = False
         self.conv1 = nn.Conv2d(in_chans, widths[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.act1 = nn.ReLU(inplace=True)
         self.layer1 = _make_stage(widths[0], widths[1], blocks_per_stage, 1)
         self.layer2 = _make_stage(widths[1], widths[2], blocks_per_stage, 2)
         self.layer3 = _make_stage(widths[2], widths[3], blocks_per_stage, 2)
-        self.num_features = self.head_hidden_size = widths[3]
         self.feature_info = [
             dict(num_chs=widths[0], reduction=1, module="act1"),
             dict(num_chs=widths[1], reduction=1, module="layer1"),
             dict(num_chs=widths[2], reduction=2, module="layer2"),
             dict(num_chs=widths[3], reduction=4, module="layer3"),
         ]
-        self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        self._make_head(widths[3], num_classes, global_pool)
+        self._init_conv_and_norm()
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.act1(self.bn1(self.conv1(x)))
-
-    @property
-    def _stages(self) -> list[nn.Module]:
-        return [self.layer1, self.layer2, self.layer3]
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str = "avg") -> None:
-        self.num_classes = num_classes
-        self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool)
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Feature maps after the stem (index 0) and after each stage (1–3); see timm's contract."""
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW' for {type(self).__name__}, got {output_fmt!r}")
-        return run_intermediates(self._stem, self._stages, nn.Identity(), x, indices, stop_early, intermediates_only)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._stem(x)
-        for stage in self._stages:
-            x = stage(x)
-        return x
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x)
-        if self.drop_rate:
-            x = nn.functional.dropout(x, p=self.drop_rate, training=self.training)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 def _create(variant: str, pretrained: bool, **kwargs) -> CifarResNet:

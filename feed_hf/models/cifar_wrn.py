@@ -8,11 +8,10 @@ the map global pooling sees, as for every model in this package.
 from __future__ import annotations
 
 import torch
-from timm.layers import create_classifier
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import nn
 
-from ._common import cifar_cfg, run_intermediates
+from ._common import CifarNet, cifar_cfg
 
 __all__ = ["CifarWideResNet"]
 
@@ -40,7 +39,7 @@ class PreActBlock(nn.Module):
         return out + shortcut
 
 
-class CifarWideResNet(nn.Module):
+class CifarWideResNet(CifarNet):
     """WRN-depth-widen_factor for 32×32 inputs: depth = 6n + 4."""
 
     def __init__(
@@ -58,84 +57,33 @@ class CifarWideResNet(nn.Module):
             raise ValueError(f"WRN depth must be 6n+4 (16, 28, 40, ...), got {depth}")
         blocks_per_stage = (depth - 4) // 6
         widths = (16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
-        self.num_classes = num_classes
         self.drop_rate = drop_rate
-        self.grad_checkpointing = False
         self.conv1 = nn.Conv2d(in_chans, widths[0], 3, 1, 1, bias=False)
-        self.layer1 = self._stage(widths[0], widths[1], blocks_per_stage, 1, block_drop_rate)
-        self.layer2 = self._stage(widths[1], widths[2], blocks_per_stage, 2, block_drop_rate)
-        self.layer3 = self._stage(widths[2], widths[3], blocks_per_stage, 2, block_drop_rate)
+        self.layer1 = _make_stage(widths[0], widths[1], blocks_per_stage, 1, block_drop_rate)
+        self.layer2 = _make_stage(widths[1], widths[2], blocks_per_stage, 2, block_drop_rate)
+        self.layer3 = _make_stage(widths[2], widths[3], blocks_per_stage, 2, block_drop_rate)
         self.final_norm = nn.Sequential(nn.BatchNorm2d(widths[3]), nn.ReLU(inplace=True))
-        self.num_features = self.head_hidden_size = widths[3]
         self.feature_info = [
             dict(num_chs=widths[0], reduction=1, module="conv1"),
             dict(num_chs=widths[1], reduction=1, module="layer1"),
             dict(num_chs=widths[2], reduction=2, module="layer2"),
             dict(num_chs=widths[3], reduction=4, module="final_norm"),
         ]
-        self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool)
-        self._init_weights()
+        self._make_head(widths[3], num_classes, global_pool)
+        self._init_conv_and_norm()
+        nn.init.zeros_(self.fc.bias)
 
-    @staticmethod
-    def _stage(in_channels: int, out_channels: int, num_blocks: int, stride: int, drop: float) -> nn.Sequential:
-        blocks = [PreActBlock(in_channels, out_channels, stride, drop)]
-        blocks += [PreActBlock(out_channels, out_channels, 1, drop) for _ in range(num_blocks - 1)]
-        return nn.Sequential(*blocks)
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv1(x)
 
-    def _init_weights(self) -> None:
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.zeros_(module.bias)
-
-    @property
-    def _stages(self) -> list[nn.Module]:
-        return [self.layer1, self.layer2, self.layer3]
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self) -> nn.Module:
-        return self.fc
-
-    def reset_classifier(self, num_classes: int, global_pool: str = "avg") -> None:
-        self.num_classes = num_classes
-        self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool)
-
-    def forward_intermediates(
-        self,
-        x: torch.Tensor,
-        indices: int | list[int] | None = None,
-        norm: bool = False,
-        stop_early: bool = False,
-        output_fmt: str = "NCHW",
-        intermediates_only: bool = False,
-    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
-        """Maps after the stem conv (index 0) and each stage (1–3, the last after the final BN-ReLU)."""
-        if output_fmt != "NCHW":
-            raise ValueError(f"output_fmt must be 'NCHW' for {type(self).__name__}, got {output_fmt!r}")
-        return run_intermediates(self.conv1, self._stages, self.final_norm, x, indices, stop_early, intermediates_only)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv1(x)
-        for stage in self._stages:
-            x = stage(x)
+    def _final_norm(self, x: torch.Tensor) -> torch.Tensor:
         return self.final_norm(x)
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x)
-        if self.drop_rate:
-            x = nn.functional.dropout(x, p=self.drop_rate, training=self.training)
-        return x if pre_logits else self.fc(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+def _make_stage(in_channels: int, out_channels: int, num_blocks: int, stride: int, drop: float) -> nn.Sequential:
+    blocks = [PreActBlock(in_channels, out_channels, stride, drop)]
+    blocks += [PreActBlock(out_channels, out_channels, 1, drop) for _ in range(num_blocks - 1)]
+    return nn.Sequential(*blocks)
 
 
 def _create(variant: str, pretrained: bool, **kwargs) -> CifarWideResNet:
