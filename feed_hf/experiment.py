@@ -58,69 +58,40 @@ def run_experiment(data_args: DataArguments, base: FeedConfig, experiment: Exper
     started = time.perf_counter()
     root = Path(base.output_dir)
     train_split, validation, test = _splits(data_args, base.seed, experiment.validation_samples)
-    sweep_splits = datasets.DatasetDict(train=train_split, eval=validation)
-    test_splits = datasets.DatasetDict(train=train_split, eval=test)
-
+    grid = _Grid(data_args, base, experiment, root, datasets.DatasetDict(train=train_split, eval=test))
     teacher_dirs = [
-        _run(
-            data_args,
-            base,
-            root / "teachers" / f"teacher_{i}",
-            test_splits,
-            "teacher",
-            student=experiment.teacher,
-            seed=seed,
-            teachers=[],
-        )
+        grid.run(root / "teachers" / f"teacher_{i}", "teacher", student=experiment.teacher, seed=seed, teachers=[])
         for i, seed in enumerate(experiment.teacher_seeds)
     ]
     large_dir = None
     if experiment.large_teacher:
-        large_dir = _run(
-            data_args,
-            base,
+        large_dir = grid.run(
             root / "teachers" / "large",
-            test_splits,
             "teacher",
             student=experiment.large_teacher,
             seed=experiment.large_teacher_seed,
             teachers=[],
         )
-
-    sweep = {
-        beta: _run(
-            data_args,
-            base,
-            root / "beta_sweep" / f"beta_{beta:g}",
-            sweep_splits,
-            "pfeed",
-            teachers=teacher_dirs,
-            feed_beta=[beta],
-            seed=experiment.student_seeds[0],
-        )
+    sweep_splits = datasets.DatasetDict(train=train_split, eval=validation)
+    sweep_top1 = {
+        beta: read_results(
+            grid.run(
+                root / "beta_sweep" / f"beta_{beta:g}",
+                "pfeed",
+                splits=sweep_splits,
+                teachers=teacher_dirs,
+                feed_beta=[beta],
+                seed=experiment.student_seeds[0],
+            )
+        )["metrics"]["eval_top1"]
         for beta in experiment.beta_sweep
     }
-    sweep_top1 = {beta: read_results(path)["metrics"]["eval_top1"] for beta, path in sweep.items()}
     best_beta = max(sweep_top1, key=sweep_top1.get)
-
-    methods = _methods(teacher_dirs, large_dir, best_beta, experiment)
-    runs: dict[str, list[Path]] = {name: [] for name in methods}
-    for seed in sorted(set(experiment.student_seeds) | set(experiment.secondary_seeds)):
-        for name, overrides in methods.items():
-            if seed not in (experiment.student_seeds if name in _CORE_METHODS else experiment.secondary_seeds):
-                continue
-            config = _method_config(base, overrides, experiment)
-            runs[name].append(
-                _run_config(data_args, config, root / name / f"seed_{seed}", test_splits, name, seed=seed)
-            )
-    generations = run_sequential(
-        data_args,
-        dataclasses.replace(
-            base, output_dir=str(root / "sfeed"), feed_beta=[best_beta], seed=experiment.student_seeds[0]
-        ),
-        experiment.sfeed_generations,
-        splits=test_splits,
+    runs = grid.seeded_runs(_methods(teacher_dirs, large_dir, best_beta, experiment))
+    sfeed_args = dataclasses.replace(
+        base, output_dir=str(root / "sfeed"), feed_beta=[best_beta], seed=experiment.student_seeds[0]
     )
+    generations = run_sequential(data_args, sfeed_args, experiment.sfeed_generations, splits=grid.test_splits)
     ensembles = {f"ensemble of {n} teachers": ensemble_top1(teacher_dirs[:n], test) for n in (2, len(teacher_dirs))}
     summary = _summarise(root, teacher_dirs, large_dir, ensembles, sweep_top1, best_beta, runs, generations)
     summary["wall_time_s"] = round(time.perf_counter() - started, 1)
@@ -129,6 +100,33 @@ def run_experiment(data_args: DataArguments, base: FeedConfig, experiment: Exper
 
     write_report(summary, data_args, base, experiment, Path(experiment.report_path))
     return summary
+
+
+@dataclass
+class _Grid:
+    """Runs of one experiment: same data and base config, each reused when already finished."""
+
+    data_args: DataArguments
+    base: FeedConfig
+    experiment: ExperimentArguments
+    root: Path
+    test_splits: datasets.DatasetDict
+
+    def run(self, output_dir: Path, task: str, splits: datasets.DatasetDict | None = None, **overrides) -> str:
+        config = dataclasses.replace(self.base, **overrides)
+        return _run_config(self.data_args, config, output_dir, splits or self.test_splits, task)
+
+    def seeded_runs(self, methods: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+        runs: dict[str, list[str]] = {name: [] for name in methods}
+        seeds = sorted(set(self.experiment.student_seeds) | set(self.experiment.secondary_seeds))
+        for seed in seeds:
+            for name, overrides in methods.items():
+                wanted = self.experiment.student_seeds if name in _CORE_METHODS else self.experiment.secondary_seeds
+                if seed in wanted:
+                    config = _method_config(self.base, overrides, self.experiment)
+                    output_dir = self.root / name / f"seed_{seed}"
+                    runs[name].append(_run_config(self.data_args, config, output_dir, self.test_splits, name, seed))
+        return runs
 
 
 _CORE_METHODS = ("ce", "pfeed_3")  # the comparison the paper makes: always run with every student seed
@@ -171,15 +169,29 @@ def _method_config(base: FeedConfig, overrides: dict[str, Any], experiment: Expe
     return baseline_config(config, kind) if kind else config
 
 
-def _run(data_args, base: FeedConfig, output_dir: Path, splits, task: str, **overrides) -> str:
-    return _run_config(data_args, dataclasses.replace(base, **overrides), output_dir, splits, task)
-
-
 def _run_config(data_args, config: FeedConfig, output_dir: Path, splits, task: str, seed: int | None = None) -> str:
     config = dataclasses.replace(config, output_dir=str(output_dir), seed=config.seed if seed is None else seed)
-    if read_results(output_dir) is None:
+    finished = read_results(output_dir)
+    if finished is None:
         train_model(data_args, config, splits, task=task)
+    else:
+        _check_reusable(finished, config, output_dir)
     return str(output_dir)
+
+
+def _check_reusable(finished: dict[str, Any], config: FeedConfig, output_dir: Path) -> None:
+    """A finished run is reused only if it was made with what the grid asks for now."""
+    recorded = finished["feed"]
+    wanted = {"seed": config.seed, "teachers": len(config.teachers), "kd_weight": config.kd_weight}
+    made = {"seed": finished["seed"], "teachers": len(recorded["teachers"]), "kd_weight": recorded["kd_weight"]}
+    if config.teachers and any(config.feed_beta):
+        wanted["feed_beta"] = config.betas(len(config.teachers))
+        made["feed_beta"] = recorded["feed_beta"]
+    if wanted != made:
+        raise ValueError(
+            f"{output_dir} holds a finished run made with {made}, but the grid now asks for {wanted} (did the β "
+            "sweep pick another β?). Move that folder away, or give the experiment another output_dir."
+        )
 
 
 def _mean_std(values: list[float]) -> dict[str, Any]:

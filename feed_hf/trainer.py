@@ -5,12 +5,10 @@ from __future__ import annotations
 import bisect
 import json
 import math
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import safetensors
 import timm
 import torch
 from huggingface_hub import CommitInfo
@@ -20,6 +18,7 @@ from torch.nn import functional as F
 from transformers import Trainer, enable_full_determinism, set_seed
 
 from .checkpoints import is_complete, last_complete_checkpoint, mark_complete
+from .checks import check_checkpoint_connectors, check_labels_fit, check_not_empty, check_output_dir
 from .config import FeedConfig
 from .export import FEED_CONFIG_NAME, export_student
 from .feature_cache import IndexedDataset, TeacherFeatureCache
@@ -76,10 +75,10 @@ class FeedTrainer(Trainer):
             student = build_feed_student(
                 student, distilled, args.student_feature_index, args.student_feature_module, **args.connector_options()
             )
-        _check_labels_fit(self.class_names, student.student if isinstance(student, FeedStudent) else student)
+        check_labels_fit(self.class_names, student.student if isinstance(student, FeedStudent) else student)
         if args.should_save:  # the writer rank; the others never write there
-            _check_output_dir(args.output_dir)
-        _check_not_empty(trainer_kwargs.get("train_dataset"))
+            check_output_dir(args.output_dir)
+        check_not_empty(trainer_kwargs.get("train_dataset"))
         if args.channels_last:
             student.to(memory_format=torch.channels_last)
         trainer_kwargs.setdefault("compute_metrics", top_k_accuracy)
@@ -259,7 +258,7 @@ class FeedTrainer(Trainer):
             )
         # The Trainer loads a non-PreTrainedModel checkpoint with strict=False and only logs missing keys:
         # resuming with another teacher count would silently start fresh connectors. Refuse instead.
-        _check_checkpoint_connectors(resume_from_checkpoint, len(self.accelerator.unwrap_model(self.model).connectors))
+        check_checkpoint_connectors(resume_from_checkpoint, len(self.accelerator.unwrap_model(self.model).connectors))
         super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
@@ -349,43 +348,6 @@ def _describe_teacher(teacher: FrozenTeacher, source: str) -> dict[str, Any]:
         "feature_shape": list(teacher.feature_shape),
         "compared_at": list(teacher.compare_size),
     }
-
-
-def _check_checkpoint_connectors(checkpoint: str, expected: int) -> None:
-    weights = Path(checkpoint) / "model.safetensors"
-    if not weights.is_file():
-        return  # the Trainer reports a checkpoint without weights itself
-    with safetensors.safe_open(str(weights), framework="pt") as handle:
-        indices = {int(key.split(".")[1]) for key in handle.keys() if key.startswith("connectors.")}
-    if len(indices) != expected:
-        raise ValueError(
-            f"checkpoint {checkpoint} was trained with {len(indices)} teacher connector(s), this run has {expected} "
-            "teacher(s) with FEED. Resume with the same teachers, or start a new output_dir."
-        )
-
-
-def _check_labels_fit(class_names: list[str] | None, student: nn.Module) -> None:
-    num_classes = getattr(student, "num_classes", None)
-    if class_names and num_classes is not None and len(class_names) > num_classes:
-        raise ValueError(
-            f"the training set has {len(class_names)} classes (labels 0..{len(class_names) - 1}) but the student has "
-            f"num_labels={num_classes}; set num_labels to {len(class_names)} (or leave it unset to use the data's)"
-        )
-
-
-def _check_output_dir(output_dir: str) -> None:
-    path = Path(output_dir)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
-            pass
-    except OSError as error:
-        raise ValueError(f"output_dir {output_dir!r} is not a writable folder ({error}); choose another") from None
-
-
-def _check_not_empty(dataset: Any) -> None:
-    if dataset is not None and hasattr(dataset, "__len__") and len(dataset) == 0:
-        raise ValueError("train_dataset is empty: check the dataset path, split and max_train_samples")
 
 
 def _describe_term(name: str, teacher_sources: list[str]) -> str:
