@@ -13,8 +13,9 @@ excluded):
   (c) hand_feed     a hand-written FEED step (student fwd/bwd, N teacher forwards, connectors, Eq. 1, SGD)
   (d) trainer       FeedTrainer.training_step + optimizer/scheduler step
   (d') cached       (d) with cache_teacher_features (teacher maps looked up, not computed)
-Memory: peak RSS growth over the set-up state, each mode in its own subprocess (CPU), or
-max_memory_allocated (GPU). Prints a markdown table and writes JSON (--output_json).
+Memory: growth of the peak RSS over the set-up state (the kernel's peak counter is reset after set-up),
+each mode in its own subprocess (CPU), or max_memory_allocated over allocated-at-start (GPU).
+Prints a markdown table and writes JSON (--output_json).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class BenchmarkArguments:
     channels_last: bool = field(default=False, metadata={"help": "channels_last for student and teachers."})
     compile: bool = field(default=False, metadata={"help": "torch.compile student (trainer/hand loop) and teachers."})
     memory: bool = field(default=True, metadata={"help": "Measure memory (CPU: one subprocess per mode and N)."})
+    timing: bool = field(default=True, metadata={"help": "Measure step times (off: memory only)."})
     only: str | None = field(default=None, metadata={"help": "Internal: run one mode for the memory subprocess."})
     output_json: str = field(default="runs/benchmarks/step_throughput.json", metadata={"help": "JSON output."})
 
@@ -248,9 +250,22 @@ def time_modes(args: BenchmarkArguments, num_teachers: int) -> dict[str, float]:
     return {mode: statistics.median(values) for mode, values in samples.items()}
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize() / 2**20
+def _status_mb(field_name: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1]) / 1024  # kB → MB
+    raise RuntimeError(f"{field_name} not in /proc/self/status")
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS counter (VmHWM), so the peak seen next belongs to the steps alone."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def measure_memory_here(args: BenchmarkArguments, mode: str, num_teachers: int) -> dict[str, float]:
@@ -265,11 +280,12 @@ def measure_memory_here(args: BenchmarkArguments, mode: str, num_teachers: int) 
             step()
         torch.cuda.synchronize()
         return {"base_mb": base, "growth_mb": torch.cuda.max_memory_allocated() / 2**20 - base}
-    base = _rss_mb()
+    reset = _reset_peak_rss()
+    base = _status_mb("VmRSS")
     for _ in range(args.warmup + 2):
         step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"base_mb": base, "growth_mb": max(0.0, peak - base)}
+    peak = _status_mb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"base_mb": base, "growth_mb": max(0.0, peak - base), "peak_reset": reset}
 
 
 def measure_memory(args: BenchmarkArguments, num_teachers: int) -> dict[str, dict[str, float]]:
@@ -355,7 +371,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return []
     rows = []
     for n in args.num_teachers:
-        ms = time_modes(args, n)
+        ms = time_modes(args, n) if args.timing else {mode: float("nan") for mode in MODES}
         rows.append(summarise(args, n, ms, measure_memory(args, n) if args.memory else None))
         print(f"N = {n}: " + ", ".join(f"{mode} {value:.1f} ms" for mode, value in ms.items()), flush=True)
     table = markdown(rows)

@@ -43,6 +43,13 @@ class ExperimentArguments:
     beta_sweep: list[float] = field(
         default_factory=lambda: [50.0, 200.0, 500.0], metadata={"help": "β values tried for pFEED (3 teachers)."}
     )
+    beta_investigation: list[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "More β values run on the validation split after the grid, reported but NOT used to pick β "
+            "(an investigation, e.g. below the sweep's best)."
+        },
+    )
     validation_samples: int = field(
         default=2000, metadata={"help": "Train images held out (never trained on) to pick β."}
     )
@@ -73,19 +80,19 @@ def run_experiment(data_args: DataArguments, base: FeedConfig, experiment: Exper
             teachers=[],
         )
     sweep_splits = datasets.DatasetDict(train=train_split, eval=validation)
-    sweep_top1 = {
-        beta: read_results(
-            grid.run(
-                root / "beta_sweep" / f"beta_{beta:g}",
-                "pfeed",
-                splits=sweep_splits,
-                teachers=teacher_dirs,
-                feed_beta=[beta],
-                seed=experiment.student_seeds[0],
-            )
-        )["metrics"]["eval_top1"]
-        for beta in experiment.beta_sweep
-    }
+
+    def validation_top1(beta: float) -> float:
+        run_dir = grid.run(
+            root / "beta_sweep" / f"beta_{beta:g}",
+            "pfeed",
+            splits=sweep_splits,
+            teachers=teacher_dirs,
+            feed_beta=[beta],
+            seed=experiment.student_seeds[0],
+        )
+        return read_results(run_dir)["metrics"]["eval_top1"]
+
+    sweep_top1 = {beta: validation_top1(beta) for beta in experiment.beta_sweep}
     best_beta = max(sweep_top1, key=sweep_top1.get)
     runs = grid.seeded_runs(_methods(teacher_dirs, large_dir, best_beta, experiment))
     sfeed_args = dataclasses.replace(
@@ -94,6 +101,9 @@ def run_experiment(data_args: DataArguments, base: FeedConfig, experiment: Exper
     generations = run_sequential(data_args, sfeed_args, experiment.sfeed_generations, splits=grid.test_splits)
     ensembles = {f"ensemble of {n} teachers": ensemble_top1(teacher_dirs[:n], test) for n in (2, len(teacher_dirs))}
     summary = _summarise(root, teacher_dirs, large_dir, ensembles, sweep_top1, best_beta, runs, generations)
+    summary["beta_investigation_validation_top1"] = {
+        beta: validation_top1(beta) for beta in experiment.beta_investigation
+    }
     summary["wall_time_s"] = round(time.perf_counter() - started, 1)
     (root / "experiment_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     from .experiment_report import write_report
