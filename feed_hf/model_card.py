@@ -42,7 +42,7 @@ def render_model_card(
         card_data,
         template_path=str(CARD_TEMPLATE),
         model_name=name,
-        summary=_summary(architecture, teachers, dataset, metrics),
+        summary=_summary(architecture, teachers, dataset, metrics, feed, results.get("task", "")),
         architecture=architecture,
         num_parameters=f"{results.get('num_parameters', 0):,}",
         num_classes=config.get("num_classes"),
@@ -50,8 +50,7 @@ def render_model_card(
         loss_description=_loss_description(feed, teachers),
         teachers=teachers,
         training_rows=_training_rows(results),
-        eval_description=_dataset_label(dataset)
-        + f" ({results.get('data', {}).get('eval_split') or 'held-out'} split)",
+        eval_description=_eval_description(dataset, results.get("data", {})),
         result_rows=_result_rows(metrics, teachers, baseline_top1),
         needs_import=architecture.endswith("_cifar"),
         timm_id=f"hf-hub:{repo_id}" if repo_id else f"local-dir:{export_dir}",
@@ -114,6 +113,11 @@ def _dataset_label(dataset: str) -> str:
     return _EMBEDDED_DATASET_NAMES.get(dataset, Path(dataset).name if Path(dataset).exists() else dataset or "?")
 
 
+def _eval_description(dataset: str, data: dict) -> str:
+    size = f", {data['num_eval']:,} images" if data.get("num_eval") else ""
+    return f"{_dataset_label(dataset)} ({data.get('eval_split') or 'held-out'} split{size})"
+
+
 def _eval_results(metrics: dict, dataset: str) -> list[EvalResult]:
     return [
         EvalResult(
@@ -129,15 +133,31 @@ def _eval_results(metrics: dict, dataset: str) -> list[EvalResult]:
     ]
 
 
-def _summary(architecture: str, teachers: list[dict], dataset: str, metrics: dict) -> str:
+def _summary(architecture: str, teachers: list[dict], dataset: str, metrics: dict, feed: dict, task: str) -> str:
     top1 = metrics.get("eval_top1")
     accuracy = f", reaching {top1:.2f}% top-1" if top1 is not None else ""
-    if not teachers:
-        return f"A `{architecture}` trained with cross-entropy on {_dataset_label(dataset)}{accuracy}."
+    method = _method(teachers, feed)
+    if task.startswith("sfeed_generation_"):
+        generation = task.removeprefix("sfeed_generation_")
+        taught_by = f" ({method}, the previous generation)" if teachers else f", {method}"
+        method = f"generation {generation} of sequential FEED{taught_by}"
     return (
-        f"A `{architecture}` distilled with parallel FEED from {len(teachers)} teacher(s) on "
-        f"{_dataset_label(dataset)}{accuracy}. Trained with [feed-hf](https://github.com/feed-hf/feed-hf)."
+        f"A `{architecture}`, {method}, on {_dataset_label(dataset)}{accuracy}. "
+        "Trained with [feed-hf](https://github.com/feed-hf/feed-hf)."
     )
+
+
+def _method(teachers: list[dict], feed: dict) -> str:
+    """How the student was taught, in words: the card of a baseline must not claim FEED."""
+    count = f"{len(teachers)} teacher{'s' if len(teachers) != 1 else ''}"
+    uses_feed = any(beta > 0 for beta in feed.get("feed_beta") or [0.0])
+    if not teachers:
+        return "trained with cross-entropy only"
+    if not uses_feed:
+        return f"trained with logit knowledge distillation from the averaged logits of {count}"
+    kind = "parallel FEED" if len(teachers) > 1 else "FEED"
+    kd = " plus logit KD" if feed.get("kd_weight") else ""
+    return f"distilled with {kind}{kd} from {count}"
 
 
 def _loss_description(feed: dict, teachers: list[dict]) -> str:
@@ -176,6 +196,8 @@ def _training_rows(results: dict) -> list[tuple[str, Any]]:
         "seed",
     )
     rows = [(key, config[key]) for key in keys if key in config and config[key] not in (None, -1)]
+    # transformers 5 takes a warm-up fraction in warmup_steps when it is below 1.
+    rows = [("warmup (fraction of steps)" if k == "warmup_steps" and 0 < v < 1 else k, v) for k, v in rows]
     rows.append(("training examples", results.get("data", {}).get("num_train")))
     rows.append(("hardware", results.get("hardware", "?")))
     rows.append(("wall time (s)", results.get("wall_time_s")))

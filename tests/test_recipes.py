@@ -42,17 +42,18 @@ def test_feed_parallel_recipe_trains_from_exported_teachers(trained_teachers, tm
     assert tuple(model.pretrained_cfg["input_size"]) == (3, 16, 16)  # the trained resolution is recorded
     card = (tmp_path / "pfeed" / "README.md").read_text()
     assert "teacher_0" in card and f"{results['metrics']['eval_top1']:.2f}" in card
+    assert "distilled with parallel FEED from 2 teachers" in card
 
 
 @pytest.mark.parametrize(
-    ("kind", "extra", "expect_terms"),
+    ("kind", "extra", "expect_terms", "card_says"),
     [
-        ("ce", [], {"loss/ce"}),
-        ("kd", ["--kd_weight", "1.0"], {"loss/ce", "loss/kd"}),
-        ("single_feed", ["--teacher_index", "1"], {"loss/ce", "feed/loss", "feed/loss_t0"}),
+        ("ce", [], {"loss/ce"}, "trained with cross-entropy only"),
+        ("kd", ["--kd_weight", "1.0"], {"loss/ce", "loss/kd"}, "logit knowledge distillation from the averaged"),
+        ("single_feed", ["--teacher_index", "1"], {"loss/ce", "feed/loss", "feed/loss_t0"}, "with FEED from 1 teacher"),
     ],
 )
-def test_baselines(trained_teachers, tmp_path, kind, extra, expect_terms):
+def test_baselines(trained_teachers, tmp_path, kind, extra, expect_terms, card_says):
     teacher_dirs, _ = trained_teachers
     argv = tiny_argv(tmp_path / kind, "--teachers", *teacher_dirs, "--baseline", kind, *extra)
     results = load_recipe("baselines").main(argv)
@@ -61,6 +62,7 @@ def test_baselines(trained_teachers, tmp_path, kind, extra, expect_terms):
     assert not ({"loss/ce", "loss/kd", "feed/loss", "feed/loss_t0", "feed/loss_t1"} - expect_terms) & logged
     if kind == "single_feed":
         assert results["feed"]["teachers"] == [teacher_dirs[1]]
+    assert card_says in (tmp_path / kind / "README.md").read_text()  # a baseline's card must not claim FEED
 
 
 def test_kd_baseline_without_weight_is_explained(trained_teachers, tmp_path):

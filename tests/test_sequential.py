@@ -26,6 +26,8 @@ def test_two_generations_teach_each_other_and_rerun_skips_them(tmp_path):
     summary = (tmp_path / "summary.md").read_text()
     assert "| 1 |" in summary and "| 2 | generation_1 |" in summary
     assert len(json.loads((tmp_path / "summary.json").read_text())) == 2
+    assert "generation 2 of sequential FEED" in (second / "README.md").read_text()
+    assert "generation 1 of sequential FEED, trained with cross-entropy only" in (first / "README.md").read_text()
 
     mtime = (second / "model.safetensors").stat().st_mtime_ns
     rerun = recipe.main(tiny_argv(tmp_path, "--num_generations", "3"))
