@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import yaml
 
 from .config import FeedConfig
 from .data import DataArguments, load_image_splits
@@ -24,7 +25,7 @@ from .evaluation import ensemble_top1
 from .jobs import baseline_config, read_results, train_model
 from .sequential import run_sequential
 
-__all__ = ["ExperimentArguments", "run_experiment"]
+__all__ = ["ExperimentArguments", "parse_investigation", "run_experiment"]
 
 
 @dataclass
@@ -50,6 +51,14 @@ class ExperimentArguments:
             "(an investigation, e.g. below the sweep's best)."
         },
     )
+    investigations: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Variations of pFEED (all teachers, the chosen β, the sweep's seed) run on the validation split "
+            "after the grid, reported but NOT used to choose anything: 'NAME key=value [key=value ...]' with "
+            "FeedConfig fields, e.g. 'bn_connector connector_norm=batchnorm2d'."
+        },
+    )
     validation_samples: int = field(
         default=2000, metadata={"help": "Train images held out (never trained on) to pick β."}
     )
@@ -64,6 +73,7 @@ def run_experiment(data_args: DataArguments, base: FeedConfig, experiment: Exper
     """Run (or reuse) every run of the grid, then write the report and its plots."""
     started = time.perf_counter()
     root = Path(base.output_dir)
+    investigations = dict(parse_investigation(spec, base) for spec in experiment.investigations)  # fail fast
     train_split, validation, test = _splits(data_args, base.seed, experiment.validation_samples)
     grid = _Grid(data_args, base, experiment, root, datasets.DatasetDict(train=train_split, eval=test))
     teacher_dirs = [
@@ -81,14 +91,15 @@ def run_experiment(data_args: DataArguments, base: FeedConfig, experiment: Exper
         )
     sweep_splits = datasets.DatasetDict(train=train_split, eval=validation)
 
-    def validation_top1(beta: float) -> float:
+    def validation_top1(beta: float, output_dir: Path | None = None, **overrides) -> float:
         run_dir = grid.run(
-            root / "beta_sweep" / f"beta_{beta:g}",
+            output_dir or root / "beta_sweep" / f"beta_{beta:g}",
             "pfeed",
             splits=sweep_splits,
             teachers=teacher_dirs,
             feed_beta=[beta],
             seed=experiment.student_seeds[0],
+            **overrides,
         )
         return read_results(run_dir)["metrics"]["eval_top1"]
 
@@ -103,6 +114,13 @@ def run_experiment(data_args: DataArguments, base: FeedConfig, experiment: Exper
     summary = _summarise(root, teacher_dirs, large_dir, ensembles, sweep_top1, best_beta, runs, generations)
     summary["beta_investigation_validation_top1"] = {
         beta: validation_top1(beta) for beta in experiment.beta_investigation
+    }
+    summary["investigations"] = {
+        name: {
+            "overrides": overrides,
+            "validation_top1": validation_top1(best_beta, root / "investigations" / name, **overrides),
+        }
+        for name, overrides in investigations.items()
     }
     summary["wall_time_s"] = round(time.perf_counter() - started, 1)
     (root / "experiment_summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -197,11 +215,57 @@ def _check_reusable(finished: dict[str, Any], config: FeedConfig, output_dir: Pa
     if config.teachers and any(config.feed_beta):
         wanted["feed_beta"] = config.betas(len(config.teachers))
         made["feed_beta"] = recorded["feed_beta"]
+    for key in _METHOD_SETTINGS:  # e.g. an investigation's connector or feature stage
+        recorded_value = finished["config"].get(key, getattr(config, key))
+        if _plain(getattr(config, key)) != recorded_value:
+            wanted[key], made[key] = _plain(getattr(config, key)), recorded_value
     if wanted != made:
         raise ValueError(
             f"{output_dir} holds a finished run made with {made}, but the grid now asks for {wanted} (did the β "
-            "sweep pick another β?). Move that folder away, or give the experiment another output_dir."
+            "sweep pick another β, or an investigation change?). Move that folder away, or give the experiment "
+            "another output_dir."
         )
+
+
+# FeedConfig fields that change what a run trains, beyond seed, teachers, β and KD weight.
+_METHOD_SETTINGS = (
+    "student",
+    "num_train_epochs",
+    "feed_p",
+    "feed_reduction",
+    "student_feature_index",
+    "teacher_feature_indices",
+    "connector_num_layers",
+    "connector_mid_channels",
+    "connector_norm",
+    "connector_activation",
+)
+
+
+def _plain(value: Any) -> Any:
+    return getattr(value, "value", value)
+
+
+def parse_investigation(spec: str, base: FeedConfig) -> tuple[str, dict[str, Any]]:
+    """'NAME key=value ...' -> (NAME, {key: value}); values are YAML ('[-2]' is a list), checked by FeedConfig."""
+    name, *assignments = spec.split()
+    known = {f.name for f in dataclasses.fields(FeedConfig)}
+    overrides: dict[str, Any] = {}
+    for assignment in assignments:
+        key, separator, value = assignment.partition("=")
+        if not separator or key not in known:
+            raise ValueError(
+                f"investigation {spec!r}: {assignment!r} is not 'key=value' with a FeedConfig field "
+                "(e.g. 'bn_connector connector_norm=batchnorm2d'); fix the entry in `investigations`."
+            )
+        overrides[key] = yaml.safe_load(value)
+    if not overrides or not name.replace("_", "").replace("-", "").isalnum():
+        raise ValueError(
+            f"investigation {spec!r} needs a name (letters, digits, _ or -) and at least one key=value, "
+            "e.g. 'stage_2 student_feature_index=-2 teacher_feature_indices=[-2]'."
+        )
+    dataclasses.replace(base, **overrides)  # FeedConfig's own checks, before hours of training
+    return name, overrides
 
 
 def _mean_std(values: list[float]) -> dict[str, Any]:

@@ -45,6 +45,7 @@ def write_report(
         *_setup_section(summary, data_args, base, experiment),
         *_teachers_and_sweep_section(summary),
         *_students_section(summary, accuracy_png),
+        *_investigations_section(summary),
         "## Feature losses and reconstruction errors",
         "",
         f"![per-teacher FEED loss during training]({curves_png.name})",
@@ -113,6 +114,32 @@ def _teachers_and_sweep_section(summary: dict[str, Any]) -> list[str]:
         ],
         "",
         f"Chosen: β = {float(summary['best_beta']):g} for every FEED run below.",
+        "",
+    ]
+
+
+def _investigations_section(summary: dict[str, Any]) -> list[str]:
+    """Variations of pFEED on the validation split, against the sweep's run at the chosen β."""
+    investigations = summary.get("investigations") or {}
+    if not investigations:
+        return []
+    best_beta = summary["best_beta"]
+    reference = summary["beta_sweep_validation_top1"][best_beta]
+    rows = [
+        f"| {name} | "
+        + " ".join(f"`{key}={json.dumps(value)}`" for key, value in run["overrides"].items())
+        + f" | {run['validation_top1']:.2f} | {run['validation_top1'] - reference:+.2f} |"
+        for name, run in investigations.items()
+    ]
+    return [
+        f"## Investigations (pFEED, all teachers, β = {float(best_beta):g}, seed 0, validation top-1)",
+        "",
+        "Each changes one thing of the default; none was used to choose a setting for the runs above.",
+        "",
+        "| variation | change | validation top-1 (%) | vs default |",
+        "|---|---|---|---|",
+        f"| default (3 × conv3×3 translator, no norm, final maps) | — | {reference:.2f} | — |",
+        *rows,
         "",
     ]
 

@@ -118,3 +118,8 @@ def test_shipped_configs_parse(tmp_path):
         overrides = ["--output_dir", str(tmp_path), "--bf16", "false", "--use_cpu", "true"]
         parsed = parse_arguments(types, [str(config), *overrides])
         assert parsed[1].student, config.name
+        if "investigations" in values:  # each spec names real FeedConfig fields with valid values
+            from feed_hf.experiment import parse_investigation
+
+            for spec in parsed[2].investigations:
+                parse_investigation(spec, parsed[1])
