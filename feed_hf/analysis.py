@@ -213,7 +213,8 @@ def plot_reconstruction(report: dict[str, Any], path: Path) -> Path:
     axis.set_xticks(list(positions), labels)
     axis.set_ylabel(f"Eq. 2 distance (p={report['distance']['p']}, {report['distance']['reduction']})")
     axis.set_title("Teacher feature reconstruction error")
-    axis.legend()
+    axis.set_ylim(0, max(train + test) * 1.25)  # headroom so the legend covers no bar
+    axis.legend(ncol=2, loc="upper center")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)

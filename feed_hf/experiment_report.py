@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +65,21 @@ def write_report(
         lines += [notes_path.read_text().strip(), ""]
     report_path.write_text("\n".join(lines))
     report_path.with_suffix(".json").write_text(
-        json.dumps({**summary, "reconstruction": analysis}, indent=2, default=str)
+        _relative_paths(json.dumps({**summary, "reconstruction": analysis}, indent=2, default=str))
     )
+    reconstruction_json = plot.parent / "reconstruction.json"
+    reconstruction_json.write_text(_relative_paths(reconstruction_json.read_text()))
     return report_path
+
+
+def _relative_paths(text: str) -> str:
+    """Run folders under the working directory as relative paths: the report is committed and read elsewhere."""
+    return text.replace(f"{Path.cwd()}{os.sep}", "")
+
+
+def _training_minutes(root: str) -> float:
+    """Sum of every run's recorded wall time: what the whole grid cost, reused runs included."""
+    return sum(read_results(f.parent)["wall_time_s"] for f in Path(root).rglob("results.json")) / 60
 
 
 def _setup_section(summary: dict[str, Any], data_args: DataArguments, base: FeedConfig, experiment) -> list[str]:
@@ -87,8 +101,9 @@ def _setup_section(summary: dict[str, Any], data_args: DataArguments, base: Feed
         f"logit-KD baseline: weight {experiment.kd_baseline_weight}, T = {base.kd_temperature}.",
         f"- Seeds: CE and pFEED-3 {experiment.student_seeds}, other methods {experiment.secondary_seeds}; hardware "
         f"{first['hardware']}; versions {versions}; code {first['code_version']}.",
-        f"- Wall time of this invocation: {summary['wall_time_s'] / 60:.1f} min (reused runs cost nothing; the "
-        "training minutes of each method are in its table row).",
+        f"- Training time of all {sum(1 for _ in Path(summary['root']).rglob('results.json'))} runs under "
+        f"`{_relative_paths(summary['root'])}`: {_training_minutes(summary['root']):.0f} min (sum of their "
+        f"recorded wall times); this invocation: {summary['wall_time_s'] / 60:.1f} min (finished runs are reused).",
         "",
     ]
 
@@ -225,8 +240,16 @@ def _plot_accuracy(summary: dict[str, Any], path: Path) -> Path:
     for x, name in enumerate(names):
         values = summary["methods"][name]["values"]
         axis.scatter([x] * len(values), values, color="black", s=10, zorder=3)
-    axis.set_xticks(range(len(names)), [_LABELS.get(n, n).replace(", ", ",\n") for n in names], fontsize=7)
-    axis.set_ylim(min(means) - 3 * max(stds + [0.5]), max(means) + 3 * max(stds + [0.5]))
+    # no-break spaces keep "(n = 3)" on one line
+    labels = [textwrap.fill(f"{_LABELS.get(n, n)} (n\u00a0=\u00a0{summary['methods'][n]['n']})", 16) for n in names]
+    axis.set_xticks(range(len(names)), labels, fontsize=7)
+    ensemble = max(summary["ensembles"].values(), default=None)
+    if ensemble is not None:  # what the teachers reach together: the ceiling a student is pulled towards
+        label = f"teachers' logit ensemble {ensemble:.2f}"
+        axis.axhline(ensemble, color="grey", linestyle="--", linewidth=1, label=label)
+        axis.legend(fontsize=7, loc="upper left")
+    top = max(means + ([ensemble] if ensemble is not None else []))
+    axis.set_ylim(min(means) - 3 * max(stds + [0.5]), top + 2 * max(stds + [0.5]))
     axis.set_ylabel("test top-1 (%)")
     axis.set_title("Student accuracy: mean ± std over seeds (dots: runs)")
     figure.tight_layout()
