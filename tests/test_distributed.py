@@ -56,6 +56,28 @@ def test_feed_parallel_under_accelerate_launch_with_two_cpu_processes(tmp_path):
     assert results["world_size"] == 2 and teachers[0]["world_size"] == 1
 
 
+@pytest.mark.parametrize(
+    ("recipe", "extra", "exported"),
+    [
+        ("train_teachers", ["--teacher_seeds", "1", "2"], ["teacher_0", "teacher_1"]),
+        ("baselines", ["--baseline", "kd", "--kd_weight", "1.0", "--teachers", "TEACHER"], ["."]),
+        ("feed_sequential", ["--num_generations", "2"], ["generation_1", "generation_2"]),
+    ],
+)
+def test_other_recipes_under_accelerate_launch_with_two_cpu_processes(tmp_path, recipe, extra, exported):
+    if "TEACHER" in extra:
+        load_recipe("train_teachers").main(tiny_argv(tmp_path / "t", "--teacher_seeds", "1"))
+        extra = [str(tmp_path / "t" / "teacher_0") if a == "TEACHER" else a for a in extra]
+    argv = tiny_argv(tmp_path / "run", *extra)
+    argv[argv.index("--use_cpu") + 1] = "false"
+    result = accelerate_launch(recipe, argv)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for folder in exported:  # every model exported once, by rank 0, loadable, trained on both ranks
+        recorded = json.loads((tmp_path / "run" / folder / "results.json").read_text())
+        assert recorded["world_size"] == 2
+        assert safetensors.torch.load_file(tmp_path / "run" / folder / "model.safetensors")
+
+
 def _run_worker(tmp_path, name: str, num_processes: int, batchnorm: str = "batch-statistics") -> dict:
     output, reports = tmp_path / name / "out", tmp_path / name / "reports"
     reports.mkdir(parents=True)
