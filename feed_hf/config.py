@@ -152,11 +152,8 @@ class FeedConfig(TrainingArguments):
         num_teachers = len(self.teachers)
         _check_broadcast("feed_beta", self.feed_beta, num_teachers)
         _check_broadcast("teacher_feature_indices", self.teacher_feature_indices, num_teachers)
-        if self.teacher_feature_modules and num_teachers and len(self.teacher_feature_modules) != num_teachers:
-            raise ValueError(
-                f"teacher_feature_modules has {len(self.teacher_feature_modules)} entries for {num_teachers} "
-                "teachers; give one module name per teacher or none"
-            )
+        if num_teachers:  # teachers given as modules are counted when the trainer gets them
+            self._check_feature_modules(num_teachers)
         for beta in self.feed_beta:
             if not (math.isfinite(beta) and beta >= 0):
                 raise ValueError(f"feed_beta must be finite and >= 0, got {beta}")
@@ -217,14 +214,15 @@ class FeedConfig(TrainingArguments):
         return _broadcast("teacher_feature_indices", self.teacher_feature_indices, num_teachers)[teacher_index]
 
     def teacher_feature_module(self, teacher_index: int, num_teachers: int) -> str | None:
-        if not self.teacher_feature_modules:
-            return None
-        if len(self.teacher_feature_modules) != num_teachers:
+        self._check_feature_modules(num_teachers)
+        return self.teacher_feature_modules[teacher_index] if self.teacher_feature_modules else None
+
+    def _check_feature_modules(self, num_teachers: int) -> None:
+        if self.teacher_feature_modules and len(self.teacher_feature_modules) != num_teachers:
             raise ValueError(
                 f"teacher_feature_modules has {len(self.teacher_feature_modules)} entries for {num_teachers} "
                 "teachers; give one module name per teacher or none"
             )
-        return self.teacher_feature_modules[teacher_index]
 
     def teacher_autocast_dtype(self) -> torch.dtype | None:
         return None if self.teacher_dtype == "float32" else getattr(torch, self.teacher_dtype)

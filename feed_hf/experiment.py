@@ -216,9 +216,10 @@ def _check_reusable(finished: dict[str, Any], config: FeedConfig, output_dir: Pa
         wanted["feed_beta"] = config.betas(len(config.teachers))
         made["feed_beta"] = recorded["feed_beta"]
     for key in _METHOD_SETTINGS:  # e.g. an investigation's connector or feature stage
-        recorded_value = finished["config"].get(key, getattr(config, key))
-        if _plain(getattr(config, key)) != recorded_value:
-            wanted[key], made[key] = _plain(getattr(config, key)), recorded_value
+        asked = getattr(config, key)
+        recorded_value = finished["config"].get(key, asked)
+        if asked != recorded_value:
+            wanted[key], made[key] = asked, recorded_value
     if wanted != made:
         raise ValueError(
             f"{output_dir} holds a finished run made with {made}, but the grid now asks for {wanted} (did the β "
@@ -240,10 +241,6 @@ _METHOD_SETTINGS = (
     "connector_norm",
     "connector_activation",
 )
-
-
-def _plain(value: Any) -> Any:
-    return getattr(value, "value", value)
 
 
 def parse_investigation(spec: str, base: FeedConfig) -> tuple[str, dict[str, Any]]:

@@ -77,9 +77,14 @@ def _relative_paths(text: str) -> str:
     return text.replace(f"{Path.cwd()}{os.sep}", "")
 
 
-def _training_minutes(root: str) -> float:
-    """Sum of every run's recorded wall time: what the whole grid cost, reused runs included."""
-    return sum(read_results(f.parent)["wall_time_s"] for f in Path(root).rglob("results.json")) / 60
+def _training_time_line(root: str, invocation_s: float) -> str:
+    """Every run's recorded wall time summed: what the whole grid cost, reused runs included."""
+    runs = [read_results(f.parent) for f in Path(root).rglob("results.json")]
+    minutes = sum(run["wall_time_s"] for run in runs) / 60
+    return (
+        f"- Training time of all {len(runs)} runs under `{_relative_paths(root)}`: {minutes:.0f} min (sum of their "
+        f"recorded wall times); this invocation: {invocation_s / 60:.1f} min (finished runs are reused)."
+    )
 
 
 def _setup_section(summary: dict[str, Any], data_args: DataArguments, base: FeedConfig, experiment) -> list[str]:
@@ -101,9 +106,7 @@ def _setup_section(summary: dict[str, Any], data_args: DataArguments, base: Feed
         f"logit-KD baseline: weight {experiment.kd_baseline_weight}, T = {base.kd_temperature}.",
         f"- Seeds: CE and pFEED-3 {experiment.student_seeds}, other methods {experiment.secondary_seeds}; hardware "
         f"{first['hardware']}; versions {versions}; code {first['code_version']}.",
-        f"- Training time of all {sum(1 for _ in Path(summary['root']).rglob('results.json'))} runs under "
-        f"`{_relative_paths(summary['root'])}`: {_training_minutes(summary['root']):.0f} min (sum of their "
-        f"recorded wall times); this invocation: {summary['wall_time_s'] / 60:.1f} min (finished runs are reused).",
+        _training_time_line(summary["root"], summary["wall_time_s"]),
         "",
     ]
 

@@ -54,11 +54,16 @@ def _optimizer_tensors(checkpoint: Path) -> list[torch.Tensor]:
     return [tensor for key in sorted(state) for tensor in state[key].values() if torch.is_tensor(tensor)]
 
 
+def _run_recipe(output: Path, teacher_dir: Path, *extra: str) -> None:
+    command = _recipe_command(output, teacher_dir, *extra)
+    subprocess.run(command, env=_env(), check=True, capture_output=True, timeout=600)
+
+
 def test_killed_run_resumes_to_exactly_the_uninterrupted_result(teacher_dir, tmp_path):
     # Random crops drawn in the training step (batch_augmentation) come from the RNG state the Trainer
     # checkpoints; crops drawn in the data loader would not (it prefetches one batch past the checkpoint).
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    subprocess.run(_recipe_command(reference, teacher_dir), env=_env(), check=True, capture_output=True, timeout=600)
+    _run_recipe(reference, teacher_dir)
 
     job = subprocess.Popen(
         _recipe_command(killed, teacher_dir), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -72,13 +77,7 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_result(teacher_dir, tmp
     resumed_from = last_complete_checkpoint(killed)
     assert resumed_from is not None and not resumed_from.endswith("checkpoint-16")
 
-    subprocess.run(
-        _recipe_command(killed, teacher_dir, "--resume_from_checkpoint", "last"),
-        env=_env(),
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    _run_recipe(killed, teacher_dir, "--resume_from_checkpoint", "last")
     for name in ("model.safetensors", "feed_connectors.safetensors"):  # student and connectors, bit for bit
         expected, actual = _tensors(reference / name), _tensors(killed / name)
         assert expected.keys() == actual.keys()
@@ -91,13 +90,7 @@ def test_killed_run_resumes_to_exactly_the_uninterrupted_result(teacher_dir, tmp
 
 def test_incomplete_checkpoint_is_never_resumed_from(teacher_dir, tmp_path):
     output = tmp_path / "run"
-    subprocess.run(
-        _recipe_command(output, teacher_dir, "--num_train_epochs", "1"),
-        env=_env(),
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
+    _run_recipe(output, teacher_dir, "--num_train_epochs", "1")
     (output / "checkpoint-4" / COMPLETE_MARKER).unlink()  # as if the job died while writing checkpoint-4
     assert last_complete_checkpoint(output).endswith("checkpoint-2")
     from feed_hf import FeedTrainer
