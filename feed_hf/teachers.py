@@ -2,137 +2,103 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import safetensors
-import safetensors.torch
 import timm
 import torch
-from huggingface_hub import HfApi, constants
 from timm.data import resolve_model_data_config
 from torch import nn
 
 from .connectors import match_spatial_size
 from .features import FeatureTap, probe_feature_shape
+from .teacher_sources import (
+    HubTeacherError,
+    TeacherSourceError,
+    check_weights_fit,
+    load_checkpoint_state_dict,
+    load_folder_teacher,
+    load_hub_teacher,
+    pin_hub_revision,
+    pretrained_weights_overlay,
+    weight_shapes,
+)
 
-__all__ = ["FrozenTeacher", "load_checkpoint_state_dict", "load_teacher_model", "pin_hub_revision"]
-
-_PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
+__all__ = [
+    "FrozenTeacher",
+    "HubTeacherError",
+    "TeacherSourceError",
+    "load_checkpoint_state_dict",
+    "load_teacher_model",
+    "pin_hub_revision",
+]
 
 
 def load_teacher_model(spec: str, allow_pickle: bool = False) -> nn.Module:
     """A teacher network from a spec string (the `teachers` option accepts exactly these forms).
 
-    - `hf-hub:ns/name[@revision]`: a timm-format repo on the Hub (downloaded and cached).
+    - `hf-hub:ns/name[@revision]`: a timm-format repo on the Hub, pinned to a commit (cached; offline from cache).
     - `local-dir:PATH` or a plain `PATH` to a folder holding `config.json` (e.g. exported by feed-hf).
-    - `NAME=CHECKPOINT`: a timm architecture plus a weights file (`.safetensors`; `.pth`/`.bin`
-      only with `allow_pickle`, and then read with `weights_only=True`).
+    - `NAME=CHECKPOINT`: a timm architecture plus a weights file.
     - `NAME`: a timm model that has pretrained weights of its own.
+
+    Every source reads `model.safetensors` when there is one; weights that exist only as a pickle
+    (`.pth`/`.pt`/`.bin`/`.ckpt`) need `allow_pickle` and are then read with `weights_only=True`. Weights are
+    checked against the architecture on the meta device, so a model they cannot fill is never built.
     """
     if spec.startswith("hf-hub:"):
-        return timm.create_model(f"hf-hub:{pin_hub_revision(spec.removeprefix('hf-hub:'))}", pretrained=True)
+        return load_hub_teacher(spec, allow_pickle)
     if spec.startswith("local-dir:"):
-        return timm.create_model(spec, pretrained=True)
+        return load_folder_teacher(spec, spec.removeprefix("local-dir:"), allow_pickle)
+    if Path(spec).is_dir():  # before NAME=CHECKPOINT: a folder's name may hold '='
+        return load_folder_teacher(spec, spec, allow_pickle)
     if "=" in spec:
         name, checkpoint = spec.split("=", 1)
         return _model_from_checkpoint(name, checkpoint, allow_pickle)
-    if os.path.isdir(spec):
-        if not os.path.isfile(os.path.join(spec, "config.json")):
-            raise ValueError(
-                f"teacher folder {spec!r} has no config.json; give a folder exported by feed-hf / timm "
-                "(config.json + model.safetensors) or NAME=CHECKPOINT"
-            )
-        return timm.create_model(f"local-dir:{spec}", pretrained=True)
-    return _pretrained_timm_model(spec)
+    return _pretrained_timm_model(spec, allow_pickle)
 
 
-def pin_hub_revision(hub_id: str) -> str:
-    """`ns/name[@revision]` → `ns/name@<commit sha>`, so a run records exactly which teacher weights it used.
-
-    Offline (HF_HUB_OFFLINE=1) the id is returned as given and the cached snapshot is used.
-    """
-    if constants.HF_HUB_OFFLINE:
-        return hub_id
-    repo_id, _, revision = hub_id.partition("@")
-    return f"{repo_id}@{HfApi().model_info(repo_id, revision=revision or None).sha}"
-
-
-def _pretrained_timm_model(name: str) -> nn.Module:
+def _pretrained_timm_model(name: str, allow_pickle: bool = False) -> nn.Module:
     if not timm.is_model(name.split(".")[0]):
         raise ValueError(
             f"teacher {name!r} is neither a timm model name, an existing folder, 'hf-hub:ns/name' nor "
             "'local-dir:PATH'. Check the spelling (timm.list_models()) or the path."
         )
-    pretrained_cfg = timm.models.get_pretrained_cfg(name.split(".")[0])
+    try:
+        pretrained_cfg = timm.models.get_pretrained_cfg(name)
+    except RuntimeError:  # an unknown pretrained tag
+        pretrained_cfg = None
     if (
-        not timm.models.is_model_pretrained(name.split(".")[0])
+        not timm.models.is_model_pretrained(name)
         or pretrained_cfg is None
-        or not (pretrained_cfg.hf_hub_id or pretrained_cfg.url)
+        or not (pretrained_cfg.hf_hub_id or pretrained_cfg.url or pretrained_cfg.file)
     ):
         raise ValueError(
             f"teacher {name!r} has no pretrained weights, and a randomly initialised teacher teaches nothing. "
             f"Give its weights: '{name}=path/to/model.safetensors', or a folder exported by feed-hf."
         )
-    return timm.create_model(name, pretrained=True)
-
-
-def load_checkpoint_state_dict(path: str | Path, allow_pickle: bool = False) -> dict[str, torch.Tensor]:
-    """Tensors of a weights file; pickle formats only when allowed, and always with `weights_only=True`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
-    if path.suffix == ".safetensors":
-        try:
-            state_dict = safetensors.torch.load_file(path)
-        except safetensors.SafetensorError as error:
-            raise ValueError(
-                f"checkpoint {str(path)!r} is not a readable safetensors file ({error}); "
-                "is it truncated or corrupt? Re-export or re-download it."
-            ) from None
-    elif path.suffix in _PICKLE_SUFFIXES:
-        if not allow_pickle:
-            raise ValueError(
-                f"checkpoint {str(path)!r} is a pickle file, which can run code when loaded. Convert it to "
-                "safetensors, or opt in with teacher_allow_pickle=True (it is then read with weights_only=True)."
-            )
-        try:
-            state_dict = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # pickle.UnpicklingError, RuntimeError, EOFError, ...
-            raise ValueError(f"checkpoint {str(path)!r} could not be read with weights_only=True ({error})") from None
-    else:
-        raise ValueError(f"checkpoint {str(path)!r}: unknown format; expected .safetensors or {_PICKLE_SUFFIXES}")
-    for wrapper_key in ("state_dict", "model"):
-        if isinstance(state_dict.get(wrapper_key), dict):
-            state_dict = state_dict[wrapper_key]
-    return _strip_wrapper_prefixes(state_dict)
-
-
-def _strip_wrapper_prefixes(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Accept DDP (`module.`) and FeedStudent (`student.`, connectors dropped) checkpoints as plain ones."""
-    if all(key.startswith("module.") for key in state_dict):
-        state_dict = {key.removeprefix("module."): value for key, value in state_dict.items()}
-    if any(key.startswith("student.") for key in state_dict):
-        state_dict = {key.removeprefix("student."): v for key, v in state_dict.items() if key.startswith("student.")}
-    return state_dict
+    overlay = pretrained_weights_overlay(name, pretrained_cfg, allow_pickle)
+    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay or None)
 
 
 def _model_from_checkpoint(name: str, checkpoint: str, allow_pickle: bool) -> nn.Module:
     if not timm.is_model(name):
         raise ValueError(f"teacher architecture {name!r} (in {name}={checkpoint}) is not a timm model name")
-    state_dict = load_checkpoint_state_dict(checkpoint, allow_pickle)
+    if not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist")
+    shapes = weight_shapes(Path(checkpoint), allow_pickle)
+    with torch.device("meta"):  # checked before building: a large architecture is never allocated in vain
+        shell = timm.create_model(name)
+    classifier_shape = shapes.get(f"{shell.pretrained_cfg.get('classifier', 'fc')}.weight")
+    num_classes = classifier_shape[0] if classifier_shape else shell.num_classes
+    if num_classes != shell.num_classes:
+        shell.reset_classifier(num_classes)
+    check_weights_fit(
+        shapes, shell, f"checkpoint {checkpoint!r} does not fit {name!r}", "Is it the right architecture?"
+    )
     model = timm.create_model(name)
-    classifier_weight = state_dict.get(f"{model.pretrained_cfg.get('classifier', 'fc')}.weight")
-    if classifier_weight is not None and classifier_weight.shape[0] != model.num_classes:
-        model.reset_classifier(classifier_weight.shape[0])
-    try:
-        model.load_state_dict(state_dict, strict=True)
-    except RuntimeError as error:  # missing/unexpected keys or size mismatches
-        summary = str(error).splitlines()[1:4]
-        raise ValueError(
-            f"checkpoint {checkpoint!r} does not fit {name!r} ({' '.join(line.strip() for line in summary)} ...). "
-            "Is it the right architecture?"
-        ) from None
+    if num_classes != model.num_classes:
+        model.reset_classifier(num_classes)
+    model.load_state_dict(load_checkpoint_state_dict(checkpoint, allow_pickle), strict=True)
     return model
 
 
