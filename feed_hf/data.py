@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import datasets
 import numpy as np
 
-__all__ = ["DataArguments", "load_image_splits"]
+from .images import undecodable_rows
+from .labels import apply_label_mapping, build_label_mapping, unseen_in_train
+
+__all__ = ["DataArguments", "UndecodableImagePolicy", "load_image_splits"]
+
+logger = logging.getLogger(__name__)
+UndecodableImagePolicy = Literal["error", "skip"]
+_ROWS_SHOWN = 5  # how many row indices a message lists
 
 EMBEDDED_DATASETS = ("digits",)
 _IMAGE_COLUMNS = ("image", "img", "pixel_values", "jpg", "png")
@@ -58,7 +67,18 @@ class DataArguments:
         default=True, metadata={"help": "Random horizontal flips in training (turn off for digits and text)."}
     )
 
+    undecodable_images: UndecodableImagePolicy = field(
+        default="error",
+        metadata={
+            "help": "What to do with images that cannot be decoded (empty, truncated, not an image), found by "
+            "decoding every image once before training: 'error' stops naming the rows; 'skip' drops them and "
+            "logs how many."
+        },
+    )
+
     def __post_init__(self) -> None:
+        if self.undecodable_images not in ("error", "skip"):
+            raise ValueError(f"undecodable_images must be 'error' or 'skip', got {self.undecodable_images!r}")
         if not 0 < self.validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1), got {self.validation_fraction}")
         for name in ("max_train_samples", "max_eval_samples"):
@@ -68,28 +88,77 @@ class DataArguments:
 
 
 def load_image_splits(data_args: DataArguments, seed: int = 0) -> datasets.DatasetDict:
-    """`{"train", "eval"}` with exactly two columns: `image` (datasets.Image) and `label` (ClassLabel)."""
+    """`{"train", "eval"}` with exactly two columns: `image` (datasets.Image) and `label` (ClassLabel).
+
+    Every image of the splits the run uses is checked to decode first (`undecodable_images`); with
+    "skip", the returned DatasetDict's `skipped_images` attribute holds `{split name: rows dropped}`.
+    Then one label mapping, built from the train split (see feed_hf.labels), is applied to every split,
+    before any subset or carving, so max_train_samples never changes it.
+    """
     raw = _load_raw(data_args)
     if data_args.train_split not in raw:
         raise ValueError(f"dataset {data_args.dataset!r} has no split {data_args.train_split!r}; it has {list(raw)}")
+    eval_name = _eval_split_name(raw, data_args)
     image_column, label_column = _pick_columns(raw[data_args.train_split], data_args)
-    splits = {name: _standardise(split, image_column, label_column) for name, split in raw.items()}
+    used = {data_args.train_split: raw[data_args.train_split], **({eval_name: raw[eval_name]} if eval_name else {})}
+    splits = {name: _standardise(split, image_column, label_column) for name, split in used.items()}
+    splits, skipped = _drop_undecodable(splits, data_args)
+    splits = _with_one_label_mapping(splits, data_args, eval_name)
     train = splits[data_args.train_split]
-    eval_split = data_args.eval_split or next((name for name in _EVAL_SPLITS if name in splits), None)
-    if data_args.eval_split and data_args.eval_split not in splits:
-        raise ValueError(f"dataset {data_args.dataset!r} has no split {data_args.eval_split!r}; it has {list(splits)}")
-    if eval_split is None:
+    if eval_name is None:
         carved = train.train_test_split(test_size=data_args.validation_fraction, seed=seed, stratify_by_column="label")
         train, evaluation = carved["train"], carved["test"]
     else:
-        evaluation = splits[eval_split]
+        evaluation = splits[eval_name]
     result = datasets.DatasetDict(
         train=_subset(train, data_args.max_train_samples, seed),
         eval=_subset(evaluation, data_args.max_eval_samples, seed),
     )
-    if len(result["train"]) == 0:
-        raise ValueError(f"dataset {data_args.dataset!r}: the train split is empty")
+    result.skipped_images = skipped
     return result
+
+
+def _eval_split_name(raw: datasets.DatasetDict, data_args: DataArguments) -> str | None:
+    if data_args.eval_split and data_args.eval_split not in raw:
+        raise ValueError(f"dataset {data_args.dataset!r} has no split {data_args.eval_split!r}; it has {list(raw)}")
+    return data_args.eval_split or next((name for name in _EVAL_SPLITS if name in raw), None)
+
+
+def _drop_undecodable(
+    splits: dict[str, datasets.Dataset], data_args: DataArguments
+) -> tuple[dict[str, datasets.Dataset], dict[str, int]]:
+    checked, skipped = {}, {}
+    for name, split in splits.items():
+        rows = undecodable_rows(split)
+        if rows and data_args.undecodable_images == "error":
+            raise ValueError(
+                f"dataset {data_args.dataset!r}: split {name!r} has {len(rows)} image(s) that cannot be decoded "
+                f"(empty, truncated or not an image): rows {_first_rows(rows)}; fix or remove them, or set "
+                "--undecodable_images skip to train without them"
+            )
+        if rows:
+            logger.warning("split %r: skipping %d undecodable image(s), rows %s", name, len(rows), _first_rows(rows))
+            split = split.select(np.setdiff1d(np.arange(len(split)), rows))
+        checked[name], skipped[name] = split, len(rows)
+    return checked, skipped
+
+
+def _first_rows(rows: list[int]) -> str:
+    return f"{rows[:_ROWS_SHOWN]}"[:-1] + (", …]" if len(rows) > _ROWS_SHOWN else "]")
+
+
+def _with_one_label_mapping(
+    splits: dict[str, datasets.Dataset], data_args: DataArguments, eval_name: str | None
+) -> dict[str, datasets.Dataset]:
+    train_name = data_args.train_split
+    if len(splits[train_name]) == 0:
+        raise ValueError(f"dataset {data_args.dataset!r}: the train split {train_name!r} is empty")
+    mapping = build_label_mapping(splits[train_name], train_name)
+    mapped = {name: apply_label_mapping(split, mapping, name) for name, split in splits.items()}
+    unseen = unseen_in_train(mapped[train_name], mapped[eval_name]) if eval_name else []
+    if unseen:
+        logger.warning("split %r has classes with no training example: %s", eval_name, unseen[:_ROWS_SHOWN])
+    return mapped
 
 
 def _load_raw(data_args: DataArguments) -> datasets.DatasetDict:
@@ -118,7 +187,14 @@ def _load_directory(path: Path) -> datasets.DatasetDict:
         for file in sorted(path.glob(f"*.{builder}")):  # train.parquet, train-00000-of-00002.parquet, ...
             data_files.setdefault(file.stem.split("-")[0], []).append(str(file))
         if data_files:
-            return _wrap(datasets.load_dataset(builder, data_files=data_files))
+            # One split at a time: loaded together, every split is cast to the first file's features, so a
+            # test file's ClassLabel of another order is silently renumbered, or other label types fail.
+            return datasets.DatasetDict(
+                {
+                    split: datasets.load_dataset(builder, data_files={split: files}, split=split)
+                    for split, files in data_files.items()
+                }
+            )
     return _wrap(datasets.load_dataset("imagefolder", data_dir=str(path)))
 
 
@@ -148,9 +224,7 @@ def _standardise(split: datasets.Dataset, image_column: str, label_column: str) 
     split = split.rename_columns({k: v for k, v in {image_column: "image", label_column: "label"}.items() if k != v})
     if not isinstance(split.features["image"], datasets.Image):
         split = split.cast_column("image", datasets.Image())
-    if not isinstance(split.features["label"], datasets.ClassLabel):
-        split = split.class_encode_column("label")
-    return split
+    return split  # labels become ClassLabel through the run's one mapping (feed_hf.labels)
 
 
 def _subset(split: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:

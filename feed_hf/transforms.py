@@ -6,9 +6,10 @@ from collections.abc import Callable
 
 import datasets
 import torch
-from PIL import Image
 from timm.data import create_transform
 from torchvision import transforms as T
+
+from .images import decode_image, to_model_mode
 
 __all__ = ["CIFAR_SIZE_LIMIT", "build_transform", "random_crop_flip", "with_pixel_values"]
 
@@ -32,12 +33,19 @@ def build_transform(data_config: dict, training: bool, horizontal_flip: bool = T
 
 
 def with_pixel_values(dataset: datasets.Dataset, transform: Callable, in_chans: int = 3) -> datasets.Dataset:
-    """The dataset, yielding `{"pixel_values": [C, H, W], "labels": int}` lazily (grayscale ↔ RGB as needed)."""
+    """The dataset, yielding `{"pixel_values": [C, H, W], "labels": int}` lazily.
+
+    Images are decoded here, not by `datasets`, so that one that does not decode raises an
+    `UndecodableImageError` naming the `undecodable_images` policy instead of a bare PIL traceback;
+    every PIL mode is brought to the model's 8-bit mode by `to_model_mode` (16-bit and float images
+    scaled, not saturated; grayscale ↔ RGB as needed).
+    """
     mode = "L" if in_chans == 1 else "RGB"
+    if isinstance(dataset.features.get("image"), datasets.Image):
+        dataset = dataset.cast_column("image", datasets.Image(decode=False))
 
     def _apply(batch: dict) -> dict:
-        images: list[Image.Image] = batch["image"]
-        pixel_values = [transform(image.convert(mode)) for image in images]
+        pixel_values = [transform(to_model_mode(decode_image(value), mode)) for value in batch["image"]]
         return {"pixel_values": pixel_values, "labels": torch.as_tensor(batch["label"])}
 
     return dataset.with_transform(_apply)
