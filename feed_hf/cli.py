@@ -5,38 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-from transformers import HfArgumentParser
+from .arguments import parse_arguments
 
-__all__ = ["main", "parse_arguments", "run_command"]
-
-
-def parse_arguments(
-    dataclass_types: Sequence[type], argv: Sequence[str] | None = None, prog: str | None = None, description: str = ""
-) -> tuple[Any, ...]:
-    """Dataclasses from `[CONFIG.yaml|CONFIG.json] [--field value ...]`; command-line values win over the file.
-
-    Unknown keys in the file are an error that names them (a typo must not silently use a default).
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(dataclass_types, prog=prog, description=description)
-    if argv and argv[0].endswith((".yaml", ".yml", ".json")):
-        config_path, argv = argv[0], argv[1:]
-        with open(config_path, encoding="utf-8") as handle:
-            values = yaml.safe_load(handle) or {}  # JSON is YAML
-        known = {action.dest for action in parser._actions}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{config_path}: unknown keys {unknown}; `--help` lists the options")
-        for action in parser._actions:
-            if action.dest in values:
-                action.required = False
-        parser.set_defaults(**values)
-    return tuple(parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False))
+__all__ = ["main", "parse_arguments", "report_user_errors", "run_command"]
 
 
 @dataclass(frozen=True)
@@ -184,8 +159,13 @@ _USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, FloatingPointErr
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point (returns nothing: a return value would become the exit status)."""
+    report_user_errors(run_command, argv)
+
+
+def report_user_errors(entry_point: Callable[[list[str] | None], Any], argv: list[str] | None = None) -> Any:
+    """Run `entry_point(argv)`; a user error is one `feed-hf: error: ...` line and exit status 2 (CLI and recipes)."""
     try:
-        run_command(argv)
+        return entry_point(argv)
     except _USER_ERRORS as error:
         if os.environ.get("FEED_HF_DEBUG"):
             raise

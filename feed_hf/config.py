@@ -12,6 +12,8 @@ import torch
 from timm.layers import get_act_layer, get_norm_layer
 from transformers import TrainingArguments
 
+from .field_types import check_field_value, field_specs
+
 __all__ = ["FeedConfig"]
 
 logger = logging.getLogger(__name__)
@@ -131,6 +133,14 @@ class FeedConfig(TrainingArguments):
             "help": "Stop at the first step whose loss is NaN/Inf, naming the loss term (one host sync per step)."
         },
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Allow training into an output_dir that already holds an exported model (it is replaced when "
+            "the new export is complete). Never allowed for a folder that is one of this run's teachers. Resuming "
+            "(resume_from_checkpoint) is not overwriting and needs no opt-in."
+        },
+    )
     push_connectors: bool = field(
         default=False,
         metadata={"help": "With push_to_hub: also push the connectors, as a separate feed_connectors.safetensors."},
@@ -140,6 +150,7 @@ class FeedConfig(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
+        self._check_feed_field_types()
         if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
             # Launched as several processes on a machine without an accelerator: without use_cpu, accelerate
             # gives every process a world of its own (N independent runs, all writing the same files).
@@ -147,6 +158,17 @@ class FeedConfig(TrainingArguments):
             self.use_cpu = True
         super().__post_init__()
         self._check_feed_fields()
+
+    def _check_feed_field_types(self) -> None:
+        """FeedConfig's own fields as their declared types (`feed_beta=500` -> [500.0]), as the CLI reads them.
+
+        TrainingArguments' fields given from Python are transformers' business; from a file, parse_arguments
+        checks them too.
+        """
+        own_fields = FeedConfig.__dict__["__annotations__"]
+        for name, (annotation, default) in field_specs(FeedConfig).items():
+            if name in own_fields:
+                setattr(self, name, check_field_value(name, annotation, getattr(self, name), default=default))
 
     def _check_feed_fields(self) -> None:
         num_teachers = len(self.teachers)

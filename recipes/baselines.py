@@ -10,7 +10,8 @@ Run with the FEED config itself so every baseline shares its data, student and s
 """
 
 from feed_hf import FeedConfig
-from feed_hf.cli import parse_arguments
+from feed_hf.arguments import parse_arguments
+from feed_hf.cli import report_user_errors
 from feed_hf.data import DataArguments
 from feed_hf.jobs import BaselineArguments, baseline_config, train_model
 
@@ -22,4 +23,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    report_user_errors(main)  # a config error is one line, as from `feed-hf`

@@ -9,7 +9,8 @@ finished runs, so an interrupted experiment resumes.
 """
 
 from feed_hf import FeedConfig
-from feed_hf.cli import parse_arguments
+from feed_hf.arguments import parse_arguments
+from feed_hf.cli import report_user_errors
 from feed_hf.data import DataArguments
 from feed_hf.experiment import ExperimentArguments, run_experiment
 
@@ -20,4 +21,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    report_user_errors(main)  # a config error is one line, as from `feed-hf`

@@ -8,7 +8,8 @@ accuracy per generation. Rerunning skips generations that already have a results
 """
 
 from feed_hf import FeedConfig
-from feed_hf.cli import parse_arguments
+from feed_hf.arguments import parse_arguments
+from feed_hf.cli import report_user_errors
 from feed_hf.data import DataArguments
 from feed_hf.sequential import SequentialArguments, run_sequential
 
@@ -19,4 +20,4 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    report_user_errors(main)  # a config error is one line, as from `feed-hf`

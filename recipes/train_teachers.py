@@ -10,7 +10,8 @@ ready to be named in `teachers:` of a FEED config. Any option can follow the con
 """
 
 from feed_hf import FeedConfig
-from feed_hf.cli import parse_arguments
+from feed_hf.arguments import parse_arguments
+from feed_hf.cli import report_user_errors
 from feed_hf.data import DataArguments
 from feed_hf.jobs import TeacherArguments, train_teachers
 
@@ -21,4 +22,4 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    report_user_errors(main)  # a config error is one line, as from `feed-hf`

@@ -73,3 +73,30 @@ def test_parses_from_command_line_and_yaml(tmp_path):
     )
     (from_yaml,) = parser.parse_yaml_file(str(path))
     assert from_yaml.student == "resnet20_cifar" and from_yaml.feed_reduction == "sum"
+
+
+def test_python_api_accepts_one_value_where_a_list_is_allowed(tmp_path):
+    config = _config(tmp_path, feed_beta=500, teachers="runs/t0", teacher_feature_indices=-2, lr_decay_epochs=())
+    assert config.feed_beta == [500.0] and isinstance(config.feed_beta[0], float)
+    assert config.teachers == ["runs/t0"] and config.teacher_feature_indices == [-2] and config.lr_decay_epochs == []
+    assert _config(tmp_path, feed_beta=(1, 2), teachers=("a", "b")).betas(2) == [1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"feed_p": 2.0}, r"^feed_p must be a whole number, got 2\.0$"),
+        ({"feed_p": True}, r"^feed_p must be a whole number, got True$"),
+        ({"connector_num_layers": [3]}, r"^connector_num_layers must be a whole number, got \[3\]$"),
+        ({"kd_weight": "heavy"}, r"^kd_weight must be a number, got 'heavy'$"),
+        ({"feed_beta": [1.0, "x"]}, r"^feed_beta must be a number or a list of numbers, got \[1\.0, 'x'\]$"),
+        ({"teachers": [1]}, r"^teachers must be a string or a list of strings, got \[1\]$"),
+        ({"student": 20}, r"^student must be a string or null, got 20"),
+        ({"teacher_dtype": "fp8"}, r"^teacher_dtype must be 'float32', 'bfloat16' or 'float16', got 'fp8'$"),
+        ({"channels_last": "sometimes"}, r"^channels_last must be true or false, got 'sometimes'$"),
+        ({"feed_p": None}, r"^feed_p must be a whole number, got None$"),
+    ],
+)
+def test_python_api_rejects_wrong_types_naming_field_and_allowed_form(tmp_path, fields, message):
+    with pytest.raises(ValueError, match=message):
+        _config(tmp_path, **fields)

@@ -94,7 +94,7 @@ def test_incomplete_checkpoint_is_never_resumed_from(teacher_dir, tmp_path):
     (output / "checkpoint-4" / COMPLETE_MARKER).unlink()  # as if the job died while writing checkpoint-4
     assert last_complete_checkpoint(output).endswith("checkpoint-2")
     from feed_hf import FeedTrainer
-    from feed_hf.cli import parse_arguments
+    from feed_hf.arguments import parse_arguments
     from feed_hf.config import FeedConfig
     from feed_hf.data import DataArguments
 
