@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import safetensors.torch
-import torch
 from recipe_helpers import RECIPES, load_recipe, tiny_argv
 
 
@@ -92,7 +91,8 @@ def _run_worker(tmp_path, name: str, num_processes: int, batchnorm: str = "batch
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = [json.loads(p.read_text()) for p in sorted(reports.glob("rank*.json"))]
     weights = safetensors.torch.load_file(output / "checkpoint-6" / "model.safetensors")
-    return {"ranks": ranks, "stderr": done.stderr, "weights": weights}
+    initial = safetensors.torch.load_file(reports / "initial.safetensors")
+    return {"ranks": ranks, "stderr": done.stderr, "weights": weights, "initial": initial}
 
 
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tmp_path):
@@ -127,6 +127,13 @@ def test_ddp_equals_one_process_exactly_when_batchnorm_statistics_are_taken_out(
     single_curve = [e["loss"] for e in single["ranks"][0]["logged"]]
     ddp_curve = [e["loss"] for e in ddp["ranks"][0]["logged"]]
     assert all(a == pytest.approx(b, rel=1e-5) for a, b in zip(single_curve, ddp_curve, strict=True))
-    for name, tensor in single["weights"].items():  # student and connectors: float rounding only
-        if tensor.is_floating_point():
-            torch.testing.assert_close(ddp["weights"][name], tensor, rtol=1e-3, atol=1e-5)
+    # Student and connectors: the two runs sum the same gradients in another order (one 32-image reduction
+    # against two 16-image ones plus an all-reduce), so they differ by rounding that 6 momentum steps carry
+    # forward. That difference scales with how far training moved each tensor, not with the tensor's size:
+    # an element-wise rtol fails on weights that start near zero. Compare each tensor's difference with its
+    # update instead.
+    for name, tensor in single["weights"].items():
+        if tensor.is_floating_point() and name in single["initial"]:
+            update = (tensor - single["initial"][name]).norm()
+            difference = (ddp["weights"][name] - tensor).norm()
+            assert difference <= 1e-2 * update + 1e-7, (name, float(difference), float(update))
