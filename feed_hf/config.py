@@ -21,7 +21,112 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class FeedConfig(TrainingArguments):
-    """TrainingArguments plus parallel FEED (Park & Kwak 2019): L = CE + Σ_n β_n·L_FEED_n [+ KD]."""
+    """TrainingArguments plus parallel FEED (Park & Kwak 2019): L = CE + Σ_n β_n·L_FEED_n [+ KD].
+
+    FeedConfig adds to [`TrainingArguments`] the settings of parallel FEED (feature-level ensemble for knowledge
+    distillation, Park & Kwak 2019): a timm student learns from N frozen teachers at once, each through a trainable
+    connector of its own that maps the student's feature map to that teacher's. The loss is Eq. 1,
+    `L = CE + Σ_n β_n · L_FEED_n`, where `L_FEED_n` (Eq. 2) is the L1 (or squared L2) distance between connector n's
+    output and teacher n's feature map, plus an optional logit-KD term `kd_weight · KD` on the teachers' averaged
+    logits. Every field is checked when the config is made: a bad value raises `ValueError` naming the field, the
+    value and what is allowed. [`HfArgumentParser`] turns the fields into command-line flags, with the help texts
+    below.
+
+    Defaults decided for FEED (everything else is TrainingArguments' default):
+
+    - `remove_unused_columns` is `False` (TrainingArguments: `True`). Images become `pixel_values` on the fly
+      (`Dataset.with_transform`), which needs the raw image column, and `cache_teacher_features` adds a
+      `sample_index` column; the Trainer would drop both, as neither is an argument of the model's `forward`.
+    - `max_grad_norm` is inherited from TrainingArguments, 1.0: gradients are clipped to norm 1.0. The FEED and
+      Factor Transfer reference code does not clip, so recipes that want the paper's behaviour set `max_grad_norm`
+      to 0 (no clipping) or a large value.
+    - `lr_scheduler_type` is inherited (`"linear"`). The paper's step schedule is `lr_scheduler_type="constant"`
+      with `lr_decay_epochs` and `lr_decay_rate`.
+    - `overwrite_output_dir` is FeedConfig's own field (transformers 5 has none): `False` refuses to train into an
+      `output_dir` that already holds an exported model.
+
+    Args:
+        student (`str | None`, *optional*, defaults to `None`):
+            timm name of the student, e.g. `"resnet20_cifar"`. Not needed when [`FeedTrainer`] gets `model=`.
+        num_labels (`int | None`, *optional*, defaults to `None`):
+            Number of classes of the student, >= 1. `None`: read from the train set's `ClassLabel`.
+        input_size (`int | None`, *optional*, defaults to `None`):
+            Square input resolution of the student and of its data transforms, >= 8 pixels. `None`: the student's
+            timm pretrained cfg.
+        teachers (`list[str]`, *optional*, defaults to `[]`):
+            The teachers, each `"hf-hub:ns/name[@rev]"`, `"local-dir:PATH"`, a folder exported by feed-hf,
+            `"TIMM_NAME=weights.safetensors"`, or a timm name with pretrained weights. Empty: teachers may be given to
+            [`FeedTrainer`] as modules.
+        teacher_allow_pickle (`bool`, *optional*, defaults to `False`):
+            Allow teacher weights that exist only as a pickle (`.pth`, `.pt`, `.bin`, `.ckpt`), read with
+            `torch.load(weights_only=True)`. `False`: such teachers are refused; `model.safetensors` is always
+            preferred when there is one.
+        feed_beta (`list[float]`, *optional*, defaults to `[500.0]`):
+            β of Eq. 1: one value for all teachers or one per teacher, each finite and >= 0. 500 suits
+            `feed_reduction="mean"` (Factor Transfer's CIFAR value); for `"sum"` divide it by C·H·W of the teacher
+            map. All 0: no FEED term (a logit-KD-only run); mixing 0 and non-zero values is refused.
+        feed_p (`int`, *optional*, defaults to `1`):
+            Distance of Eq. 2: `1` = L1 (the paper) or `2` = squared L2.
+        feed_reduction (`Literal["mean", "sum"]`, *optional*, defaults to `"mean"`):
+            Reduction of Eq. 2 over C·H·W: `"mean"` (the Factor Transfer code) or `"sum"` (Eq. 2 as written);
+            β_sum = β_mean / (C·H·W).
+        student_feature_index (`int`, *optional*, defaults to `-1`):
+            Index into the student's `feature_info` of the map to distil from; `-1` = the final pre-pool map.
+        student_feature_module (`str | None`, *optional*, defaults to `None`):
+            Name of the module whose output is the student map, hooked for models without
+            `forward_intermediates`; overrides `student_feature_index`.
+        teacher_feature_indices (`list[int]`, *optional*, defaults to `[-1]`):
+            Index into each teacher's `feature_info`: one for all teachers or one per teacher; `-1` = the final map.
+        teacher_feature_modules (`list[str]`, *optional*, defaults to `[]`):
+            Module name per teacher for the hook fallback, one per teacher. Empty: use `forward_intermediates`.
+        connector_num_layers (`int`, *optional*, defaults to `3`):
+            Number of 3×3 conv layers per connector, >= 1 (the paper: 3).
+        connector_mid_channels (`int | None`, *optional*, defaults to `None`):
+            Width of the connector's inner convs, >= 1. `None`: the student's channel count C_s.
+        connector_norm (`str`, *optional*, defaults to `"none"`):
+            Norm after each connector conv: `"none"` (the paper) or a timm norm layer name such as
+            `"batchnorm2d"` or `"groupnorm"`.
+        connector_activation (`str`, *optional*, defaults to `"leaky_relu"`):
+            timm activation layer name after each connector conv, e.g. `"relu"`, `"gelu"`, `"silu"`;
+            `"leaky_relu"` uses slope 0.1, as Factor Transfer does.
+        kd_weight (`float`, *optional*, defaults to `0.0`):
+            Weight of a logit-KD term on the teachers' averaged logits, finite and >= 0 (0 = the paper: no KD term).
+        kd_temperature (`float`, *optional*, defaults to `4.0`):
+            Temperature of the logit-KD term, > 0; the KD loss is scaled by its square.
+        lr_decay_epochs (`list[float]`, *optional*, defaults to `[]`):
+            Step decay: multiply the learning rate by `lr_decay_rate` at these epochs (e.g. `150 225` of 300),
+            increasing and > 0. Needs `lr_scheduler_type="constant"` and `num_train_epochs` (not `max_steps`).
+            Empty: the `lr_scheduler_type` schedule alone.
+        lr_decay_rate (`float`, *optional*, defaults to `0.1`):
+            Factor applied at each of `lr_decay_epochs`, in (0, 1].
+        teacher_dtype (`Literal["float32", "bfloat16", "float16"]`, *optional*, defaults to `"float32"`):
+            Run the teachers under autocast in this dtype (GPU speed); the FEED loss stays in float32.
+        channels_last (`bool`, *optional*, defaults to `False`):
+            Use the channels_last memory format for the student, the connectors and the teachers (faster on GPU).
+        compile_teachers (`bool`, *optional*, defaults to `False`):
+            `torch.compile` the teachers' feature extraction (the student is compiled by `torch_compile`).
+        batch_augmentation (`Literal["none", "crop", "crop_flip"]`, *optional*, defaults to `"none"`):
+            Random reflect-pad crop (`"crop"`), plus a horizontal flip (`"crop_flip"`), of each batch on its device
+            inside the training step instead of in the data pipeline: keeps a GPU fed on CIFAR-size data and makes
+            resuming bit-exact. The recipes then load training images without random transforms. Cannot be
+            combined with `cache_teacher_features`.
+        batch_augmentation_padding (`int`, *optional*, defaults to `4`):
+            Padding in pixels of `batch_augmentation`'s crop.
+        cache_teacher_features (`bool`, *optional*, defaults to `False`):
+            Compute each teacher's map once per training image and reuse it every epoch. Only for training sets
+            without random augmentation (checked; not with `batch_augmentation`). Memory: N·C·H·W values per image.
+        stop_on_nonfinite_loss (`bool`, *optional*, defaults to `True`):
+            Stop at the first step whose loss is NaN or Inf, naming the loss term (one host sync per step).
+        overwrite_output_dir (`bool`, *optional*, defaults to `False`):
+            Allow training into an `output_dir` that already holds an exported model (it is replaced once the new
+            export is complete). Never allowed for a folder that is one of this run's teachers. Resuming
+            (`resume_from_checkpoint`) is not overwriting and needs no opt-in.
+        push_connectors (`bool`, *optional*, defaults to `False`):
+            With `push_to_hub`: also push the connectors, as a separate `feed_connectors.safetensors`.
+        remove_unused_columns (`bool`, *optional*, defaults to `False`):
+            Overrides TrainingArguments' `True`: keep every dataset column, as the on-the-fly image transform and
+            `cache_teacher_features` need columns the model's `forward` does not take (see above).
+    """
 
     student: str | None = field(
         default=None,
@@ -29,11 +134,13 @@ class FeedConfig(TrainingArguments):
     )
     num_labels: int | None = field(
         default=None,
-        metadata={"help": "Number of classes of the student. Default: read from the train set's ClassLabel."},
+        metadata={"help": "Number of classes of the student, >= 1. Default: read from the train set's ClassLabel."},
     )
     input_size: int | None = field(
         default=None,
-        metadata={"help": "Square input resolution of the student (and its data transforms). Default: its timm cfg."},
+        metadata={
+            "help": "Square input resolution (>= 8) of the student and its data transforms. Default: its timm cfg."
+        },
     )
     teachers: list[str] = field(
         default_factory=list,
@@ -44,13 +151,17 @@ class FeedConfig(TrainingArguments):
     )
     teacher_allow_pickle: bool = field(
         default=False,
-        metadata={"help": "Allow .pth/.bin teacher checkpoints (read with torch.load(weights_only=True))."},
+        metadata={
+            "help": "Allow teacher weights that exist only as .pth/.pt/.bin/.ckpt pickles (read with "
+            "torch.load(weights_only=True)); model.safetensors is preferred when there is one."
+        },
     )
     feed_beta: list[float] = field(
         default_factory=lambda: [500.0],
         metadata={
-            "help": "β of Eq. 1: one value for all teachers or one per teacher. 500 suits feed_reduction='mean' "
-            "(Factor Transfer's CIFAR value); for 'sum' divide by C·H·W of the teacher map. All 0: no FEED term."
+            "help": "β of Eq. 1 (finite, >= 0): one value for all teachers or one per teacher. 500 suits "
+            "feed_reduction='mean' (Factor Transfer's CIFAR value); for 'sum' divide by C·H·W of the teacher map. "
+            "All 0: no FEED term (a logit-KD-only run); mixing 0 and non-zero is refused."
         },
     )
     feed_p: int = field(default=1, metadata={"help": "Distance of Eq. 2: 1 = L1 (the paper), 2 = squared L2."})
@@ -79,28 +190,31 @@ class FeedConfig(TrainingArguments):
         default_factory=list,
         metadata={"help": "Module name per teacher for the hook fallback (empty: use forward_intermediates)."},
     )
-    connector_num_layers: int = field(default=3, metadata={"help": "3×3 conv layers per connector (paper: 3)."})
+    connector_num_layers: int = field(
+        default=3, metadata={"help": "Number (>= 1) of 3×3 conv layers per connector (paper: 3)."}
+    )
     connector_mid_channels: int | None = field(
-        default=None, metadata={"help": "Width of the connector's inner convs. Default: the student's C_s."}
+        default=None, metadata={"help": "Width (>= 1) of the connector's inner convs. Default: the student's C_s."}
     )
     connector_norm: str = field(
-        default="none", metadata={"help": "Norm after each connector conv: 'none' (default), 'batchnorm2d', ..."}
+        default="none",
+        metadata={"help": "Norm after each connector conv: 'none' (the paper) or a timm norm, e.g. 'batchnorm2d'."},
     )
     connector_activation: str = field(
         default="leaky_relu", metadata={"help": "timm activation after each connector conv (leaky_relu = slope 0.1)."}
     )
     kd_weight: float = field(
-        default=0.0, metadata={"help": "Weight of a logit-KD term on the teachers' averaged logits (0 = paper)."}
+        default=0.0, metadata={"help": "Weight (>= 0) of a logit-KD term on the teachers' averaged logits (0 = paper)."}
     )
-    kd_temperature: float = field(default=4.0, metadata={"help": "Temperature of the logit-KD term."})
+    kd_temperature: float = field(default=4.0, metadata={"help": "Temperature (> 0) of the logit-KD term."})
     lr_decay_epochs: list[float] = field(
         default_factory=list,
         metadata={
-            "help": "Step decay: multiply the LR by lr_decay_rate at these epochs (e.g. 150 225 of 300). "
-            "Needs lr_scheduler_type=constant and num_train_epochs (not max_steps)."
+            "help": "Step decay: multiply the LR by lr_decay_rate at these epochs (increasing, > 0; e.g. 150 225 "
+            "of 300). Needs lr_scheduler_type=constant and num_train_epochs (not max_steps)."
         },
     )
-    lr_decay_rate: float = field(default=0.1, metadata={"help": "Factor applied at each of lr_decay_epochs."})
+    lr_decay_rate: float = field(default=0.1, metadata={"help": "Factor in (0, 1] applied at each of lr_decay_epochs."})
     teacher_dtype: Literal["float32", "bfloat16", "float16"] = field(
         default="float32",
         metadata={"help": "Run teachers under autocast in this dtype (GPU speed); the FEED loss stays fp32."},
@@ -116,7 +230,7 @@ class FeedConfig(TrainingArguments):
         metadata={
             "help": "Random reflect-pad crop (+ flip) of each batch on its device inside the training step, "
             "instead of in the data pipeline: keeps a GPU fed on CIFAR-size data and makes resume bit-exact. "
-            "The recipes then load training images without random transforms."
+            "The recipes then load training images without random transforms. Not with cache_teacher_features."
         },
     )
     batch_augmentation_padding: int = field(default=4, metadata={"help": "Padding of batch_augmentation's crop."})
@@ -146,7 +260,11 @@ class FeedConfig(TrainingArguments):
         metadata={"help": "With push_to_hub: also push the connectors, as a separate feed_connectors.safetensors."},
     )
     remove_unused_columns: bool = field(
-        default=False, metadata={"help": "Keep dataset columns; FEED batches are pixel_values + labels."}
+        default=False,
+        metadata={
+            "help": "Keep every dataset column (TrainingArguments: True): the on-the-fly image transform and "
+            "cache_teacher_features need columns the model's forward does not take."
+        },
     )
 
     def __post_init__(self) -> None:
