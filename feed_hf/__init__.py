@@ -1,26 +1,41 @@
 """feed-hf: FEED (feature-level ensemble knowledge distillation) as a transformers Trainer over timm models.
 
-Importing the package registers the CIFAR architectures with timm (`resnet56_cifar`, `wrn_40_2_cifar`, ...).
+Importing the package registers the CIFAR architectures with timm (`resnet56_cifar`, `wrn_40_2_cifar`, ...) and
+nothing else: a model card tells Hub users to `import feed_hf` just to load a CIFAR student, so transformers,
+accelerate and datasets are imported only when a symbol that needs them is first used (PEP 562 lazy exports).
 """
 
+from __future__ import annotations
+
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from . import models
-from .config import FeedConfig
-from .connectors import FeedConnector
-from .export import export_student
-from .features import FeatureTap
-from .losses import ensemble_kd_loss, feed_distance, feed_loss
-from .modeling import FeedStudent, FeedStudentOutput, build_feed_student
-from .teachers import FrozenTeacher, load_teacher_model
-from .trainer import FeedTrainer
 
 try:
     __version__ = version("feed-hf")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+source"
 
-__all__ = [
+# public name -> the module that defines it
+_LAZY_EXPORTS = {
+    "FeedConfig": "config",
+    "FeedConnector": "connectors",
+    "export_student": "export",
+    "FeatureTap": "features",
+    "ensemble_kd_loss": "losses",
+    "feed_distance": "losses",
+    "feed_loss": "losses",
+    "FeedStudent": "modeling",
+    "FeedStudentOutput": "modeling",
+    "build_feed_student": "modeling",
+    "FrozenTeacher": "teachers",
+    "load_teacher_model": "teachers",
+    "FeedTrainer": "trainer",
+}
+
+__all__ = [  # the lazy exports above, plus what is imported eagerly
     "FeatureTap",
     "FeedConfig",
     "FeedConnector",
@@ -37,3 +52,25 @@ __all__ = [
     "load_teacher_model",
     "models",
 ]
+
+if TYPE_CHECKING:  # what static tools and IDEs see
+    from .config import FeedConfig
+    from .connectors import FeedConnector
+    from .export import export_student
+    from .features import FeatureTap
+    from .losses import ensemble_kd_loss, feed_distance, feed_loss
+    from .modeling import FeedStudent, FeedStudentOutput, build_feed_student
+    from .teachers import FrozenTeacher, load_teacher_model
+    from .trainer import FeedTrainer
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY_EXPORTS:
+        raise AttributeError(f"module 'feed_hf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_LAZY_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # resolved once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_EXPORTS))

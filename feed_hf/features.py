@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from timm.models._features import feature_take_indices
 from torch import nn
 
 __all__ = ["FeatureTap", "probe_feature_shape"]
@@ -71,12 +72,14 @@ def _absolute_index(model: nn.Module, index: int, role: str) -> int:
     if not feature_info:
         raise ValueError(f"{role} ({type(model).__name__}) has no feature_info; name a feature module instead.")
     num_maps = len(feature_info)
-    if not -num_maps <= index < num_maps:
+    try:  # timm's own index resolution (negative indices count from the last map), its range check made ours
+        (absolute,), _ = feature_take_indices(num_maps, [index])
+    except AssertionError:
         raise ValueError(
             f"{role} feature index {index} is out of range: {type(model).__name__} has {num_maps} feature maps, "
             f"valid indices are {-num_maps}..{num_maps - 1} (-1 = the final pre-pool map)."
-        )
-    return index % num_maps
+        ) from None
+    return absolute
 
 
 @torch.no_grad()

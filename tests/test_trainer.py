@@ -69,7 +69,7 @@ def test_export_is_the_bare_student_and_reloads_in_timm_and_transformers(two_tea
     trainer.train()
     export_dir = tmp_path / "export"
     trainer.save_model(str(export_dir))
-    assert sorted(p.name for p in export_dir.iterdir()) == [
+    assert sorted(p.name for p in export_dir.iterdir() if not p.name.startswith(".")) == [
         "config.json",
         "feed_config.json",
         "feed_connectors.safetensors",
@@ -168,3 +168,21 @@ def test_missing_student_and_labels_are_explained(tmp_path, synthetic_images, fe
         FeedTrainer(args=feed_config_factory(tmp_path, num_labels=None), train_dataset=synthetic_images(8))
     with pytest.raises(TypeError, match="FeedConfig"):
         FeedTrainer(args=None)
+
+
+def test_step_decay_multiplies_the_rate_at_each_epoch_milestone(tmp_path, feed_config_factory, synthetic_images):
+    args = feed_config_factory(
+        tmp_path,
+        max_steps=-1,
+        num_train_epochs=3,
+        lr_scheduler_type="constant",
+        lr_decay_epochs=[1, 2],
+        lr_decay_rate=0.1,
+        learning_rate=0.1,
+        logging_steps=1,
+    )
+    trainer = FeedTrainer(args=args, train_dataset=synthetic_images(32))  # 2 steps per epoch
+    trainer.train()
+    rates = [entry["learning_rate"] for entry in trainer.state.log_history if "learning_rate" in entry]
+    # the rate each step trained with: epoch 1 (steps 1-2) at 0.1, epoch 2 at ×0.1, epoch 3 at ×0.01
+    assert rates == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
