@@ -19,6 +19,7 @@ from .data import DataArguments, load_image_splits
 from .export import CONNECTORS_NAME, FEED_CONFIG_NAME
 from .losses import feed_distance
 from .modeling import FeedStudent, build_feed_student
+from .portable import read_local_sources
 from .teachers import FrozenTeacher, load_teacher_model
 from .transforms import build_transform, with_pixel_values
 
@@ -44,6 +45,8 @@ def load_feed_run(run_dir: str | Path) -> tuple[FeedStudent, list[FrozenTeacher]
     """The exported student with its trained connectors, its teachers (frozen) and feed_config.json."""
     run_dir = Path(run_dir)
     feed = json.loads((run_dir / FEED_CONFIG_NAME).read_text())
+    # feed_config.json names teachers portably (folder names); this machine's paths are kept beside it.
+    feed["teachers"] = read_local_sources(run_dir).get("teachers") or feed["teachers"]
     if not feed["teachers"] or not (run_dir / CONNECTORS_NAME).is_file():
         raise ValueError(f"{run_dir} is not a FEED student with connectors (no teachers or no {CONNECTORS_NAME})")
     student = timm.create_model(f"local-dir:{run_dir}", pretrained=True)
@@ -173,7 +176,7 @@ def _run_data_arguments(run_dir: Path) -> DataArguments:
     results_file = run_dir / "results.json"
     if not results_file.is_file():
         raise ValueError(f"{run_dir} has no results.json; pass the dataset explicitly (--dataset ...)")
-    recorded = json.loads(results_file.read_text())["data"]
+    recorded = {**json.loads(results_file.read_text())["data"], **read_local_sources(run_dir).get("data", {})}
     fields = DataArguments.__dataclass_fields__
     return DataArguments(**{k: v for k, v in recorded.items() if k in fields})
 

@@ -1,24 +1,40 @@
-"""Which Trainer checkpoints are complete: a marker written after everything else, and the lookup that uses it."""
+"""Which Trainer checkpoints are complete, and whether one was made by the same kind of run as this one.
+
+The Trainer writes checkpoint-N/ file by file, in place: a job killed mid-save leaves a folder that looks like a
+checkpoint. A marker file, written last by a callback, says the save finished and records the run's signature
+(student, connectors, teachers, feature taps), so that resuming another kind of run is refused by name instead
+of loading mismatched tensors.
+"""
 
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
+from typing import Any
 
-__all__ = ["COMPLETE_MARKER", "is_complete", "last_complete_checkpoint", "mark_complete"]
+import safetensors
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-# The Trainer writes checkpoint-N/ file by file, in place: a job killed mid-save leaves a folder that
-# looks like a checkpoint. This file is written last; a folder without it is never resumed from.
+from .files import WEIGHTS_NAME, atomic_write_text
+
+__all__ = [
+    "COMPLETE_MARKER",
+    "CheckpointMarkerCallback",
+    "check_resume_compatible",
+    "is_complete",
+    "last_complete_checkpoint",
+    "mark_complete",
+]
+
 COMPLETE_MARKER = "feed_checkpoint_complete.json"
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+_CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 
 
-def mark_complete(checkpoint_dir: str | Path, global_step: int, num_connectors: int) -> None:
-    path = Path(checkpoint_dir) / COMPLETE_MARKER
-    staging = path.with_suffix(".tmp")
-    staging.write_text(json.dumps({"global_step": global_step, "num_connectors": num_connectors}))
-    staging.replace(path)
+def mark_complete(checkpoint_dir: str | Path, global_step: int, signature: dict[str, Any]) -> None:
+    payload = {"global_step": global_step, "signature": signature}
+    atomic_write_text(Path(checkpoint_dir) / COMPLETE_MARKER, json.dumps(payload, indent=2, default=str))
 
 
 def is_complete(checkpoint_dir: str | Path) -> bool:
@@ -36,3 +52,60 @@ def last_complete_checkpoint(output_dir: str | Path) -> str | None:
         if (match := _CHECKPOINT.match(child.name)) and child.is_dir() and is_complete(child)
     )
     return str(steps[-1][1]) if steps else None
+
+
+class CheckpointMarkerCallback(TrainerCallback):
+    """Writes the completion marker after the Trainer has written everything else of a checkpoint."""
+
+    def __init__(self, signature: dict[str, Any]) -> None:
+        self.signature = signature
+
+    def on_save(self, args, state, control, **kwargs):  # noqa: ANN001 (the TrainerCallback signature)
+        if args.should_save:
+            checkpoint_dir = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            if checkpoint_dir.is_dir():
+                mark_complete(checkpoint_dir, state.global_step, self.signature)
+        return control
+
+
+def check_resume_compatible(checkpoint: str | Path, signature: dict[str, Any], state_shapes: dict[str, list]) -> None:
+    """Refuse, naming what changed, a checkpoint of another student, connector layout, teachers or taps."""
+    checkpoint = Path(checkpoint)
+    if not is_complete(checkpoint):
+        previous = last_complete_checkpoint(checkpoint.parent)
+        raise ValueError(
+            f"checkpoint {checkpoint} is incomplete (its save was interrupted); resume from "
+            + (f"{previous}" if previous else "scratch: no complete checkpoint exists")
+        )
+    recorded = json.loads((checkpoint / COMPLETE_MARKER).read_text()).get("signature") or {}
+    changes = [
+        f"{key}: {recorded[key]!r} in the checkpoint, {value!r} now"
+        for key, value in signature.items()
+        if key in recorded and _comparable(recorded[key]) != _comparable(value)
+    ]
+    changes += _tensor_changes(checkpoint / WEIGHTS_NAME, state_shapes)
+    if changes:
+        raise ValueError(
+            f"cannot resume from {checkpoint}: it was made by another run ({'; '.join(changes[:4])}"
+            f"{f'; and {len(changes) - 4} more' if len(changes) > 4 else ''}). Resume with the same student, "
+            "connectors and teachers, or start a new output_dir."
+        )
+
+
+def _comparable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))  # tuples and lists alike, as the marker stores them
+
+
+def _tensor_changes(weights: Path, state_shapes: dict[str, list]) -> list[str]:
+    if not weights.is_file():
+        return []  # the Trainer reports a checkpoint without weights itself
+    with safetensors.safe_open(str(weights), framework="pt") as handle:
+        saved = {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    changes = [f"tensor {key} is missing from the checkpoint" for key in state_shapes if key not in saved]
+    changes += [f"tensor {key} is not in this run's model" for key in saved if key not in state_shapes]
+    changes += [
+        f"tensor {key} has shape {saved[key]} in the checkpoint, {state_shapes[key]} now"
+        for key in state_shapes
+        if key in saved and saved[key] != list(state_shapes[key])
+    ]
+    return changes

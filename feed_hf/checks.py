@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import safetensors
 from torch import nn
 
-__all__ = ["check_checkpoint_connectors", "check_labels_fit", "check_not_empty", "check_output_dir"]
+from .export import has_export
 
-
-def check_checkpoint_connectors(checkpoint: str, expected: int) -> None:
-    weights = Path(checkpoint) / "model.safetensors"
-    if not weights.is_file():
-        return  # the Trainer reports a checkpoint without weights itself
-    with safetensors.safe_open(str(weights), framework="pt") as handle:
-        indices = {int(key.split(".")[1]) for key in handle.keys() if key.startswith("connectors.")}
-    if len(indices) != expected:
-        raise ValueError(
-            f"checkpoint {checkpoint} was trained with {len(indices)} teacher connector(s), this run has {expected} "
-            "teacher(s) with FEED. Resume with the same teachers, or start a new output_dir."
-        )
+__all__ = [
+    "check_export_target",
+    "check_labels_fit",
+    "check_not_empty",
+    "check_output_dir",
+    "teacher_folders",
+]
 
 
 def check_labels_fit(class_names: list[str] | None, student: nn.Module) -> None:
@@ -47,3 +42,32 @@ def check_output_dir(output_dir: str) -> None:
 def check_not_empty(dataset: Any) -> None:
     if dataset is not None and hasattr(dataset, "__len__") and len(dataset) == 0:
         raise ValueError("train_dataset is empty: check the dataset path, split and max_train_samples")
+
+
+def teacher_folders(teacher_specs: Iterable[str]) -> list[Path]:
+    """The local folders that hold a teacher given by spec (`local-dir:PATH`, `PATH`, `NAME=PATH/FILE`)."""
+    folders = []
+    for spec in teacher_specs:
+        if spec.startswith("hf-hub:"):
+            continue
+        path = spec.removeprefix("local-dir:")
+        if "=" in path and not Path(path).exists():
+            path = str(Path(path.split("=", 1)[1]).parent)
+        if Path(path).is_dir():
+            folders.append(Path(path).resolve())
+    return folders
+
+
+def check_export_target(output_dir: str, teacher_specs: Iterable[str], overwrite: bool, resuming: bool) -> None:
+    """Refuse to train into a teacher's folder (always) or over an existing export (unless opted in or resuming)."""
+    target = Path(output_dir).resolve()
+    if target in teacher_folders(teacher_specs):
+        raise ValueError(
+            f"output_dir {output_dir!r} is the folder of one of this run's teachers; the student's export would "
+            "replace the teacher. Choose another output_dir."
+        )
+    if has_export(target) and not (overwrite or resuming):
+        raise ValueError(
+            f"output_dir {output_dir!r} already holds an exported model; training would replace it. Choose another "
+            "output_dir, resume it (resume_from_checkpoint), or set overwrite_output_dir=True (--overwrite_output_dir)."
+        )

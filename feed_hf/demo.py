@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from .cli import parse_arguments
+from .arguments import parse_arguments
 from .config import FeedConfig
 from .data import DataArguments, load_image_splits
 from .evaluation import ensemble_top1
@@ -56,6 +56,7 @@ class DemoArguments:
 def _training_config(demo: DemoArguments, output_dir: Path) -> FeedConfig:
     return FeedConfig(
         output_dir=str(output_dir),
+        overwrite_output_dir=True,  # the demo's own folder: a second `make demo` replaces the first one's models
         student=demo.student,
         input_size=demo.input_size or (16 if demo.dataset == "digits" else None),
         num_train_epochs=demo.num_train_epochs,

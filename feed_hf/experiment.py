@@ -200,8 +200,8 @@ def _method_config(base: FeedConfig, overrides: dict[str, Any], experiment: Expe
 def _run_config(data_args, config: FeedConfig, output_dir: Path, splits, task: str, seed: int | None = None) -> str:
     config = dataclasses.replace(config, output_dir=str(output_dir), seed=config.seed if seed is None else seed)
     finished = read_results(output_dir)
-    if finished is None:
-        train_model(data_args, config, splits, task=task)
+    if finished is None:  # the grid's own folder: an unfinished run in it is redone, not kept
+        train_model(data_args, dataclasses.replace(config, overwrite_output_dir=True), splits, task=task)
     else:
         _check_reusable(finished, config, output_dir)
     return str(output_dir)

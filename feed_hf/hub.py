@@ -2,35 +2,45 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import safetensors
+import timm
+import torch
 from huggingface_hub import CommitInfo, HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HTTPError
 
-from .export import CONNECTORS_NAME, FEED_CONFIG_NAME
+from .files import CONNECTORS_NAME, FEED_CONFIG_NAME, RESULTS_NAME
 from .model_card import write_model_card
+from .portable import local_fragment, local_fragments_in_json, portable_feed_config, portable_results
+from .teacher_sources import TeacherSourceError, check_weights_fit, weight_shapes
 
-__all__ = ["HubPushError", "PushArguments", "push_export", "scrub_local_paths"]
+__all__ = ["HubPushError", "PushArguments", "UnpushableExportError", "check_pushable", "push_export"]
 
-RESULTS_NAME = "results.json"
 # What a pushed repo holds: the timm model (config.json also carries the preprocessing that transformers'
 # TimmWrapperImageProcessor and pipeline() read), the FEED record and the card.
 _PUSHED_FILES = ("config.json", "model.safetensors", FEED_CONFIG_NAME, RESULTS_NAME, "README.md")
-
-
-# An absolute POSIX path (two or more components) anywhere in a string, e.g. "teacher 0 (/home/me/runs/t0)".
-_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.])/(?:[\w.@+\-]+/)+[\w.@+\-]+")
+_REQUIRED_FILES = ("config.json", "model.safetensors", FEED_CONFIG_NAME)
+_HOW_TO_EXPORT = (
+    "export the student with FeedTrainer.save_model() or a feed-hf training command (they write config.json, "
+    "model.safetensors and feed_config.json), then `feed-hf card --export_dir DIR` to preview the card"
+)
 
 
 class HubPushError(RuntimeError):
     """A push that failed before anything was committed; the local export is untouched."""
+
+
+class UnpushableExportError(ValueError):
+    """A folder refused before the Hub is contacted: no repo is created, nothing is pushed."""
 
 
 @dataclass
@@ -58,13 +68,15 @@ def push_export(
 ) -> CommitInfo:
     """Upload the exported folder's shareable files in one commit and return its CommitInfo.
 
-    The card is re-rendered for `repo_id` (loading code names the repo); results.json and
-    feed_config.json are copied with local paths reduced to folder names and tokens removed.
-    Raises HubPushError (no token, token refused, Hub unreachable) before anything is committed.
+    The folder is checked first (`check_pushable`), the card rendered for `repo_id` and every
+    pushed text checked for this machine's paths and token values, all before the repo is created:
+    a refused push leaves no empty repo behind. The records were made portable when they were
+    written; an export from an older feed-hf is re-recorded the same way (`feed_hf.portable`).
+    Raises UnpushableExportError (the folder) or HubPushError (no token, token refused, Hub
+    unreachable) before anything is committed.
     """
     export_dir = Path(export_dir)
-    if not (export_dir / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{export_dir} holds no exported model (model.safetensors); train or export first")
+    check_pushable(export_dir, push_connectors)
     token = token or get_token()
     if not token:
         raise HubPushError(
@@ -75,60 +87,161 @@ def push_export(
     with tempfile.TemporaryDirectory(prefix="feed-hf-push-") as staging:
         staging_dir = Path(staging)
         _stage_files(export_dir, staging_dir, push_connectors)
-        try:
-            repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-            write_model_card(staging_dir, _read_json(staging_dir / RESULTS_NAME), repo_id=repo_id)
+        with _hub_errors(repo_id, export_dir):
+            repo_id = repo_id if "/" in repo_id else f"{api.whoami()['name']}/{repo_id}"
+        write_model_card(staging_dir, _read_json(staging_dir / RESULTS_NAME), repo_id=repo_id)
+        _refuse_local_text(export_dir, staging_dir, _secrets(token))
+        with _hub_errors(repo_id, export_dir):
+            api.create_repo(repo_id, private=private, exist_ok=True)
             if revision and revision != constants.DEFAULT_REVISION:
                 api.create_branch(repo_id, branch=revision, exist_ok=True)
             return api.upload_folder(
                 repo_id=repo_id, folder_path=staging_dir, revision=revision, commit_message=commit_message
             )
-        except HfHubHTTPError as error:
-            raise HubPushError(_http_error_message(error, repo_id, export_dir)) from error
-        except (HTTPError, OSError) as error:
-            raise HubPushError(
-                f"cannot reach the Hub at {constants.ENDPOINT} to push {repo_id!r} ({type(error).__name__}: {error}); "
-                f"the export in {export_dir} is unchanged: retry with `feed-hf push --export_dir {export_dir} "
-                f"--repo_id {repo_id}`"
-            ) from error
+
+
+def check_pushable(export_dir: str | os.PathLike, push_connectors: bool = False) -> None:
+    """Refuse a folder that is not a complete export: the three files present and readable, the
+    weights fitting the architecture config.json describes (built on the meta device: no memory)."""
+    export_dir = Path(export_dir)
+    missing = [name for name in _REQUIRED_FILES if not (export_dir / name).is_file()]
+    if not export_dir.is_dir() or missing:
+        what = "does not exist or is not a folder" if not export_dir.is_dir() else f"has no {', '.join(missing)}"
+        raise UnpushableExportError(f"cannot push {export_dir}: it {what}; {_HOW_TO_EXPORT}")
+    config = _parsed_json(export_dir / "config.json")
+    _parsed_json(export_dir / FEED_CONFIG_NAME)
+    if (export_dir / RESULTS_NAME).exists():
+        _parsed_json(export_dir / RESULTS_NAME)
+    if not isinstance(config.get("architecture"), str):
+        raise UnpushableExportError(
+            f"cannot push {export_dir}: its config.json names no 'architecture' (not a timm export); {_HOW_TO_EXPORT}"
+        )
+    _check_weights_fit(export_dir, config["architecture"])
+    if push_connectors and not (export_dir / CONNECTORS_NAME).is_file():
+        raise UnpushableExportError(
+            f"cannot push the connectors of {export_dir}: it has no {CONNECTORS_NAME} (a CE-only model has none, "
+            "and only FeedTrainer.save_model() writes it); push without push_connectors"
+        )
+
+
+def _parsed_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        value, reason = None, _one_line(error)
+    else:
+        reason = f"a JSON {type(value).__name__}, not an object"
+    if not isinstance(value, dict):
+        raise UnpushableExportError(
+            f"cannot push {path.parent}: {path.name} is unreadable ({reason}); re-create it: {_HOW_TO_EXPORT}"
+        )
+    return value
+
+
+def _check_weights_fit(export_dir: Path, architecture: str) -> None:
+    try:
+        shapes = weight_shapes(export_dir / "model.safetensors", allow_pickle=False)  # the header alone
+    except ValueError as error:
+        reason = _one_line(error.__cause__ or error) if error.__cause__ else "a truncated or corrupt file"
+        raise UnpushableExportError(
+            f"cannot push {export_dir}: model.safetensors is not a readable safetensors file ({reason}); "
+            f"{_HOW_TO_EXPORT}"
+        ) from None
+    try:
+        with torch.device("meta"):  # shapes only: no memory, no weights read
+            model = timm.create_model(f"local-dir:{export_dir}", pretrained=False)
+    except Exception as error:  # unknown architecture, bad model_args: whatever timm raises
+        raise UnpushableExportError(
+            f"cannot push {export_dir}: its config.json does not build a timm model (architecture {architecture!r}: "
+            f"{_one_line(error)}); a custom architecture must be registered (import its module) first"
+        ) from None
+    problem = (
+        f"cannot push {export_dir}: model.safetensors does not fit the {architecture!r} that config.json describes"
+    )
+    try:
+        check_weights_fit(shapes, model, problem, _HOW_TO_EXPORT)
+    except TeacherSourceError as error:
+        raise UnpushableExportError(str(error)) from None
+
+
+@contextlib.contextmanager
+def _hub_errors(repo_id: str, export_dir: Path) -> Iterator[None]:
+    try:
+        yield
+    except HfHubHTTPError as error:
+        raise HubPushError(_http_error_message(error, repo_id, export_dir)) from error
+    except (HTTPError, OSError) as error:
+        raise HubPushError(
+            f"cannot reach the Hub at {constants.ENDPOINT} to push {repo_id!r} ({type(error).__name__}: {error}); "
+            f"the export in {export_dir} is unchanged: retry with `feed-hf push --export_dir {export_dir} "
+            f"--repo_id {repo_id}`"
+        ) from error
 
 
 def _stage_files(export_dir: Path, staging_dir: Path, push_connectors: bool) -> None:
-    names = list(_PUSHED_FILES) + ([CONNECTORS_NAME] if push_connectors else [])
-    if push_connectors and not (export_dir / CONNECTORS_NAME).is_file():
-        raise FileNotFoundError(f"push_connectors: {export_dir} has no {CONNECTORS_NAME} (a CE-only model has none)")
-    for name in names:
+    """Copy what is pushed; the records go through the same portable form they were written in."""
+    for name in list(_PUSHED_FILES) + ([CONNECTORS_NAME] if push_connectors else []):
         source = export_dir / name
         if not source.is_file() or name == "README.md":
-            continue  # README.md is rendered for the repo below
-        if name.endswith(".json") and name != "config.json":
-            (staging_dir / name).write_text(json.dumps(scrub_local_paths(_read_json(source)), indent=2))
+            continue  # README.md is rendered for the repo
+        if name == RESULTS_NAME:
+            _write_json(staging_dir / name, portable_results(_read_json(source)))
+        elif name == FEED_CONFIG_NAME:
+            _write_json(staging_dir / name, portable_feed_config(_read_json(source)))
+        elif name == "config.json":
+            _write_json(staging_dir / name, _without_local_source(_read_json(source)))
         else:
             shutil.copy2(source, staging_dir / name)
+
+
+def _without_local_source(config: dict[str, Any]) -> dict[str, Any]:
+    # timm records where a local-dir model came from (`file`, `source`) in pretrained_cfg; never needed on the Hub.
+    pretrained_cfg = {k: v for k, v in config.get("pretrained_cfg", {}).items() if k not in ("file", "source")}
+    return {**config, "pretrained_cfg": pretrained_cfg} if "pretrained_cfg" in config else config
+
+
+def _refuse_local_text(export_dir: Path, staging_dir: Path, secrets: list[str]) -> None:
+    """The safety net: a pushed text that still names this machine's paths or a token is refused."""
+    for path in sorted(staging_dir.iterdir()):
+        if path.suffix == ".json":
+            found = next(local_fragments_in_json(_read_json(path), secrets), None)
+        elif path.suffix == ".safetensors":
+            with safetensors.safe_open(path, framework="pt") as weights:
+                found = next(local_fragments_in_json(weights.metadata() or {}, secrets, "metadata"), None)
+        else:
+            found = _first_local_line(path.read_text(encoding="utf-8"), secrets)
+        if found:
+            field, fragment = found
+            raise UnpushableExportError(
+                f"refusing to push {export_dir}: the pushed {path.name} ({field}) holds {fragment!r}, a path of "
+                f"this machine or a token; nothing was pushed. Edit that field of {path.name} in the export (a "
+                "README.md is rendered from results.json and feed_config.json) and push again"
+            )
+
+
+def _first_local_line(text: str, secrets: list[str]) -> tuple[str, str] | None:
+    for number, line in enumerate(text.splitlines(), 1):
+        if (fragment := local_fragment(line, secrets)) is not None:
+            return f"line {number}", fragment
+    return None
+
+
+def _one_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+
+
+def _secrets(token: str) -> list[str]:
+    return [
+        value for value in (token, get_token(), *map(os.environ.get, ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"))) if value
+    ]
 
 
 def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def scrub_local_paths(value: Any) -> Any:
-    """A JSON value with local paths reduced to their last component and token values removed.
-
-    Catches whole-string paths (relative ones that exist here too) and absolute paths inside text.
-    """
-    if isinstance(value, dict):
-        return {
-            k: None if "token" in k.lower() and isinstance(v, str) else scrub_local_paths(v) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [scrub_local_paths(item) for item in value]
-    if not isinstance(value, str):
-        return value
-    prefix = "local-dir:" if value.startswith("local-dir:") else ""
-    path = value.removeprefix(prefix)
-    if os.path.isabs(path) or path.startswith(("~", "./", "../")) or (os.sep in path and os.path.exists(path)):
-        return prefix + Path(path).name
-    return _ABSOLUTE_PATH.sub(lambda match: Path(match.group(0)).name, value)
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    path.write_text(json.dumps(value, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
 def _http_error_message(error: HfHubHTTPError, repo_id: str, export_dir: Path) -> str:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -16,7 +19,10 @@ from transformers import set_seed
 from .checkpoints import last_complete_checkpoint
 from .config import FeedConfig
 from .data import DataArguments, load_image_splits
+from .export import write_export_file
+from .files import RESULTS_NAME
 from .model_card import write_model_card
+from .portable import portable_data_arguments, portable_training_arguments, write_local_sources
 from .provenance import code_version, hardware_description, library_versions
 from .trainer import FeedTrainer, create_student
 from .transforms import build_transform, with_pixel_values
@@ -25,6 +31,7 @@ __all__ = [
     "RESULTS_NAME",
     "BaselineArguments",
     "BaselineKind",
+    "RunIncompleteError",
     "TeacherArguments",
     "baseline_config",
     "read_results",
@@ -32,7 +39,7 @@ __all__ = [
     "train_teachers",
 ]
 
-RESULTS_NAME = "results.json"
+logger = logging.getLogger(__name__)
 BaselineKind = Literal["ce", "kd", "single_feed"]
 
 
@@ -89,9 +96,9 @@ def train_model(
         eval_dataset=with_pixel_values(splits["eval"], build_transform(data_config, False), in_chans),
         class_names=class_names,
     )
-    train_output = trainer.train(resume_from_checkpoint=_resume_checkpoint(args))
-    metrics = trainer.evaluate()
-    trainer.save_model()
+    train_output = trainer.train(resume_from_checkpoint=_resume_checkpoint(args))  # ends with the export
+    failures: list[str] = []
+    metrics = _optional_step("evaluation", trainer.evaluate, failures) or {}
     results = {
         "task": task,
         "metrics": metrics,
@@ -103,17 +110,48 @@ def train_model(
         "hardware": hardware_description(),
         "versions": library_versions(),
         "code_version": code_version(),
-        "data": {**dataclasses.asdict(data_args), "num_train": len(splits["train"]), "num_eval": len(splits["eval"])},
-        "config": args.to_dict(),
-        "feed": trainer.feed_config(),
+        # Portable when recorded: a Hub id or a folder's name, never a path of this machine nor a token.
+        "data": {
+            **portable_data_arguments(dataclasses.asdict(data_args)),
+            "num_train": len(splits["train"]),
+            "num_eval": len(splits["eval"]),
+            "skipped_images": getattr(splits, "skipped_images", {}),  # undecodable_images="skip"
+        },
+        "config": portable_training_arguments(args.to_dict()),
+        "feed": trainer.feed_record(),
         "log_history": trainer.state.log_history,
     }
     if args.should_save:
-        write_model_card(args.output_dir, results, baseline_top1=baseline_top1)
-        _write_json(Path(args.output_dir) / RESULTS_NAME, results)
+        card = functools.partial(write_model_card, args.output_dir, results, baseline_top1=baseline_top1)
+        _optional_step("model card", card, failures)
+    if failures:
+        results["failures"] = failures
+    if args.should_save:
+        write_local_sources(args.output_dir, list(args.teachers), dataclasses.asdict(data_args))  # never pushed
+        write_export_file(args.output_dir, RESULTS_NAME, json.dumps(results, indent=2, default=str))
+    if failures:
+        raise RunIncompleteError(
+            f"training finished and the student is exported to {args.output_dir}, but {'; '.join(failures)}. "
+            "What could not be measured is recorded as unknown in results.json; fix the cause and re-evaluate "
+            "the export (nothing needs retraining)."
+        )
     if args.push_to_hub:
         trainer.push_to_hub(commit_message=f"Upload {task} trained with feed-hf")
     return results
+
+
+class RunIncompleteError(RuntimeError):
+    """Training finished and the model is exported, but an optional step after it failed."""
+
+
+def _optional_step(name: str, step: Callable[[], Any], failures: list[str]) -> Any:
+    """Run a step that comes after the export; its failure is recorded and logged, never fatal to the export."""
+    try:
+        return step()
+    except Exception as error:  # any failure here must not cost the exported model
+        failures.append(f"the {name} failed ({type(error).__name__}: {error})")
+        logger.warning("%s after training failed: %s: %s", name, type(error).__name__, error)
+        return None
 
 
 def train_teachers(
@@ -158,9 +196,10 @@ def baseline_config(args: FeedConfig, kind: BaselineKind, teacher_index: int = 0
 
 
 def read_results(run_dir: str | Path) -> dict[str, Any] | None:
-    """A finished run's results.json, or None when the run has not finished."""
+    """A finished run's results.json, or None when the run has not finished (or finished with failures)."""
     path = Path(run_dir) / RESULTS_NAME
-    return json.loads(path.read_text()) if path.is_file() else None
+    results = json.loads(path.read_text()) if path.is_file() else None
+    return None if results is None or results.get("failures") else results
 
 
 def _resume_checkpoint(args: FeedConfig) -> str | None:
@@ -170,11 +209,3 @@ def _resume_checkpoint(args: FeedConfig) -> str | None:
     if requested in ("True", "true", "last"):
         return last_complete_checkpoint(args.output_dir)  # a folder cut short by a kill is skipped
     return requested
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    # Written last and atomically: its presence marks a finished run (sequential FEED relies on it).
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_suffix(".json.tmp")
-    staging.write_text(json.dumps(payload, indent=2, default=str))
-    staging.replace(path)

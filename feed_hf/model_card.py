@@ -10,6 +10,10 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .export import write_export_file
+from .files import CARD_NAME
+from .portable import portable_dataset, portable_teacher_source
+
 __all__ = ["CARD_TEMPLATE", "CardArguments", "render_model_card", "write_model_card", "write_model_card_from_results"]
 
 CARD_TEMPLATE = resources.files("feed_hf") / "templates" / "model_card.md"
@@ -19,15 +23,19 @@ _EMBEDDED_DATASET_NAMES = {"digits": "scikit-learn digits (8×8 handwritten digi
 def render_model_card(
     export_dir: str | Path, results: dict[str, Any], repo_id: str | None = None, baseline_top1: float | None = None
 ) -> ModelCard:
-    """The card of an exported folder, from its config.json, feed_config.json and `results` (results.json)."""
+    """The card of an exported folder, from its config.json, feed_config.json and `results` (results.json).
+
+    Sources appear in their portable form (Hub ids, folder names): a card names no path of this machine,
+    and its loading code names the repo, or the folder by name when there is no repo yet.
+    """
     export_dir = Path(export_dir)
     config = json.loads((export_dir / "config.json").read_text())
     feed = json.loads((export_dir / "feed_config.json").read_text())
     metrics = results.get("metrics", {})
-    dataset = results.get("data", {}).get("dataset", "")
+    dataset = portable_dataset(results.get("data", {}).get("dataset", "")) or ""
     teachers = [_teacher_row(spec, resolved) for spec, resolved in _zip_teachers(feed)]
     architecture = config["architecture"]
-    name = repo_id.split("/")[-1] if repo_id else export_dir.resolve().name
+    name = repo_id.split("/")[-1] if repo_id else export_dir.resolve().name  # a folder's name, never its path
     card_data = ModelCardData(
         library_name="timm",
         pipeline_tag="image-classification",
@@ -53,8 +61,8 @@ def render_model_card(
         eval_description=_eval_description(dataset, results.get("data", {})),
         result_rows=_result_rows(metrics, teachers, baseline_top1),
         needs_import=architecture.endswith("_cifar"),
-        timm_id=f"hf-hub:{repo_id}" if repo_id else f"local-dir:{export_dir}",
-        repo_ref=repo_id or str(export_dir),
+        timm_id=f"hf-hub:{repo_id}" if repo_id else f"local-dir:{name}",
+        repo_ref=repo_id or name,
     )
 
 
@@ -80,12 +88,8 @@ def write_model_card_from_results(card_args: CardArguments) -> Path:
 
 
 def write_model_card(export_dir: str | Path, results: dict[str, Any], **kwargs: Any) -> Path:
-    """Render the card into `export_dir/README.md` (written to a temp file, then renamed)."""
-    path = Path(export_dir) / "README.md"
-    staging = path.with_suffix(".md.tmp")
-    staging.write_text(str(render_model_card(export_dir, results, **kwargs)), encoding="utf-8")
-    staging.replace(path)
-    return path
+    """Render the card into `export_dir/README.md`, atomically, as part of the current export."""
+    return write_export_file(export_dir, CARD_NAME, str(render_model_card(export_dir, results, **kwargs)))
 
 
 def _zip_teachers(feed: dict) -> list[tuple[str, dict]]:
@@ -97,7 +101,7 @@ def _zip_teachers(feed: dict) -> list[tuple[str, dict]]:
 def _teacher_row(spec: str, resolved: dict) -> dict[str, Any]:
     is_hub = spec.startswith("hf-hub:")
     return {
-        "source": spec if is_hub else Path(spec.split("=")[-1].removeprefix("local-dir:")).name or spec,
+        "source": spec if is_hub else portable_teacher_source(spec).removeprefix("local-dir:"),
         "architecture": resolved.get("architecture", "?"),
         "revision": resolved.get("revision"),
         "top1": resolved.get("top1"),
@@ -110,7 +114,7 @@ def _is_hub_id(dataset: str) -> bool:
 
 
 def _dataset_label(dataset: str) -> str:
-    return _EMBEDDED_DATASET_NAMES.get(dataset, Path(dataset).name if Path(dataset).exists() else dataset or "?")
+    return _EMBEDDED_DATASET_NAMES.get(dataset, dataset or "?")
 
 
 def _eval_description(dataset: str, data: dict) -> str:

@@ -56,7 +56,11 @@ def run_sequential(
         else:
             teachers = [str(output_dir / f"generation_{generation - 1}")] if generation > 1 else []
             generation_args = dataclasses.replace(
-                args, output_dir=str(generation_dir), teachers=teachers, seed=args.seed + generation - 1
+                args,
+                output_dir=str(generation_dir),
+                teachers=teachers,
+                seed=args.seed + generation - 1,
+                overwrite_output_dir=True,  # this run's own folder: an unfinished generation is redone
             )
             results = train_model(data_args, generation_args, splits, task=f"sfeed_generation_{generation}")
         generations.append({"generation": generation, "output_dir": str(generation_dir), **_summary_row(results)})

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import bisect
 import json
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,19 +17,22 @@ from torch import nn
 from torch.nn import functional as F
 from transformers import Trainer, enable_full_determinism, set_seed
 
-from .checkpoints import is_complete, last_complete_checkpoint, mark_complete
-from .checks import check_checkpoint_connectors, check_labels_fit, check_not_empty, check_output_dir
+from .checkpoints import CheckpointMarkerCallback, check_resume_compatible
+from .checks import check_export_target, check_labels_fit, check_not_empty, check_output_dir
 from .config import FeedConfig
-from .export import FEED_CONFIG_NAME, export_student
+from .export import export_student, has_export
 from .feature_cache import IndexedDataset, TeacherFeatureCache
 from .hub import push_export
 from .losses import ensemble_kd_loss, feed_loss
 from .metrics import top_k_accuracy
 from .modeling import FeedStudent, build_feed_student
+from .portable import portable_feed_config, portable_teacher_source
 from .teachers import FrozenTeacher, load_teacher_model
 from .transforms import random_crop_flip
 
 __all__ = ["FeedTrainer", "create_student"]
+
+logger = logging.getLogger(__name__)
 
 
 class FeedTrainer(Trainer):
@@ -67,7 +70,11 @@ class FeedTrainer(Trainer):
         student = model
         bare_student = student.student if isinstance(student, FeedStudent) else student
         sources = list(teachers) if teachers is not None else list(args.teachers)
-        self.teacher_sources = [s if isinstance(s, str) else type(s).__name__ for s in sources]
+        # As given (local paths included): what the output_dir checks compare; records use teacher_sources.
+        self.teacher_specs = [s for s in sources if isinstance(s, str)]
+        # Recorded (feed_config.json, results.json, messages): Hub ids and folder names, never a path of this machine.
+        self.teacher_sources = [portable_teacher_source(s) for s in sources]
+        self._teacher_origins = [s if isinstance(s, str) else None for s in sources]  # aligned; None for modules
         self.teachers = self._build_teachers(args, sources, bare_student)
         self.feed_betas = args.betas(len(self.teachers)) if self.teachers else []
         if not isinstance(student, FeedStudent):
@@ -85,6 +92,7 @@ class FeedTrainer(Trainer):
         if args.cache_teacher_features and self.teachers and trainer_kwargs.get("train_dataset") is not None:
             trainer_kwargs["train_dataset"] = IndexedDataset(trainer_kwargs["train_dataset"])
         super().__init__(model=student, args=args, **trainer_kwargs)
+        self.add_callback(CheckpointMarkerCallback(self.run_signature()))
         self.teachers.to(self.args.device)
         self.teacher_feature_cache = (
             self._build_feature_cache() if args.cache_teacher_features and self.teachers else None
@@ -216,16 +224,14 @@ class FeedTrainer(Trainer):
     def create_scheduler(
         self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
     ) -> torch.optim.lr_scheduler.LRScheduler:
-        """`lr_decay_epochs` (CIFAR's ×0.1 at epochs 150 and 225) as a LambdaLR; else the Trainer's schedule."""
+        """`lr_decay_epochs` (CIFAR's ×0.1 at epochs 150 and 225) as a MultiStepLR; else the Trainer's schedule."""
         if not self.args.lr_decay_epochs:
             return super().create_scheduler(num_training_steps, optimizer)
         if self.lr_scheduler is None:
             steps_per_epoch = num_training_steps / self.args.num_train_epochs
             milestones = [round(epoch * steps_per_epoch) for epoch in self.args.lr_decay_epochs]
-            rate = self.args.lr_decay_rate
-            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
-                optimizer if optimizer is not None else self.optimizer,
-                lambda step: rate ** bisect.bisect_right(milestones, step),
+            self.lr_scheduler = torch.optim.lr_scheduler.MultiStepLR(
+                optimizer if optimizer is not None else self.optimizer, milestones, gamma=self.args.lr_decay_rate
             )
         return self.lr_scheduler
 
@@ -237,29 +243,44 @@ class FeedTrainer(Trainer):
         settings["feed_beta"] = self.feed_betas
         settings["teachers"] = self.teacher_sources
         settings["resolved_teachers"] = [
-            _describe_teacher(teacher, source)
-            for teacher, source in zip(self.teachers, self.teacher_sources, strict=True)
+            _describe_teacher(index, teacher, source, origin)
+            for index, (teacher, source, origin) in enumerate(
+                zip(self.teachers, self.teacher_sources, self._teacher_origins, strict=True)
+            )
         ]
         return settings
 
-    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
-        super()._save_checkpoint(model, trial)
-        if self.args.should_save:
-            checkpoint_dir = Path(self._get_output_dir(trial=trial)) / f"checkpoint-{self.state.global_step}"
-            connectors = len(self.accelerator.unwrap_model(self.model).connectors)
-            mark_complete(checkpoint_dir, self.state.global_step, connectors)
+    def run_signature(self) -> dict[str, Any]:
+        """What a checkpoint of this run records, so that resuming another kind of run is refused by name."""
+        feed_student = self.accelerator.unwrap_model(self.model) if hasattr(self, "accelerator") else self.model
+        return {
+            "student": feed_student.student.pretrained_cfg.get("architecture", type(feed_student.student).__name__),
+            "num_classes": getattr(feed_student.student, "num_classes", None),
+            "student_feature": [self.args.student_feature_index, self.args.student_feature_module],
+            "connector": self.args.connector_options(),
+            "teachers": [teacher.name for teacher in self.teachers],
+            "teacher_feature_shapes": [list(teacher.feature_shape) for teacher in self.teachers],
+        }
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
-        if not is_complete(resume_from_checkpoint):
-            previous = last_complete_checkpoint(Path(resume_from_checkpoint).parent)
-            raise ValueError(
-                f"checkpoint {resume_from_checkpoint} is incomplete (its save was interrupted); resume from "
-                + (f"{previous}" if previous else "scratch: no complete checkpoint exists")
-            )
         # The Trainer loads a non-PreTrainedModel checkpoint with strict=False and only logs missing keys:
-        # resuming with another teacher count would silently start fresh connectors. Refuse instead.
-        check_checkpoint_connectors(resume_from_checkpoint, len(self.accelerator.unwrap_model(self.model).connectors))
+        # resuming with other connectors or another student would silently start half fresh. Refuse instead.
+        shapes = {k: list(v.shape) for k, v in self.accelerator.unwrap_model(self.model).state_dict().items()}
+        check_resume_compatible(resume_from_checkpoint, self.run_signature(), shapes)
         super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any) -> Any:
+        """Trainer.train, then the student's export to `output_dir`: a finished training always leaves a model.
+
+        Refused before any step when `output_dir` is a teacher's folder, or holds an export and neither
+        `overwrite_output_dir` nor `resume_from_checkpoint` is set.
+        """
+        if self.args.should_save:
+            resuming = resume_from_checkpoint not in (None, False, "", "False", "false")
+            check_export_target(self.args.output_dir, self.teacher_specs, self.args.overwrite_output_dir, resuming)
+        output = super().train(resume_from_checkpoint, *args, **kwargs)
+        self.export()
+        return output
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         # Trainer checkpoints hold the whole FeedStudent (connectors included) in a non-timm layout;
@@ -281,8 +302,8 @@ class FeedTrainer(Trainer):
         and a model card; connectors only with `push_connectors`.
         """
         output_dir = Path(self.args.output_dir)
-        if not (output_dir / "model.safetensors").is_file() or not (output_dir / FEED_CONFIG_NAME).is_file():
-            self.save_model(str(output_dir))
+        if not has_export(output_dir):
+            self.export(str(output_dir))
         if not self.is_world_process_zero():
             return None
         return push_export(
@@ -296,14 +317,32 @@ class FeedTrainer(Trainer):
         )
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """User calls export the bare student; the Trainer's own checkpoints keep the whole FeedStudent."""
+        """User calls export the bare student (`export`); the Trainer's own checkpoints keep the whole FeedStudent."""
         if _internal_call:
             return super().save_model(output_dir, _internal_call=True)
+        self.export(output_dir)
+
+    def export(self, output_dir: str | None = None) -> None:
+        """Write the bare student (timm format), its FEED record and its connectors to `output_dir`, as a whole.
+
+        Never into a teacher's folder. A teacher fact that cannot be read degrades to "unknown" (logged): the
+        student is exported whatever the record holds.
+        """
         output_dir = output_dir or self.args.output_dir
         if self.args.should_save:
+            check_export_target(output_dir, self.teacher_specs, overwrite=True, resuming=False)
             connectors = self.accelerator.unwrap_model(self.model).connectors
-            export_student(self.student, output_dir, self.feed_config(), self.class_names, connectors)
+            export_student(self.student, output_dir, self.feed_record(), self.class_names, connectors)
         self.accelerator.wait_for_everyone()
+
+    def feed_record(self) -> dict[str, Any]:
+        """`feed_config()`, or the settings alone (portable, with the error named) when a teacher fact fails."""
+        try:
+            return self.feed_config()
+        except Exception as error:  # the record is optional; the model is not
+            logger.warning("the FEED record of this export is incomplete (%s: %s)", type(error).__name__, error)
+            settings = portable_feed_config(self.args.feed_settings())
+            return {**settings, "record_error": f"{type(error).__name__}: {error}"}
 
 
 def create_student(args: FeedConfig, num_labels: int | None = None) -> nn.Module:
@@ -332,13 +371,16 @@ def _class_names(dataset: Any) -> list[str] | None:
     return None
 
 
-def _describe_teacher(teacher: FrozenTeacher, source: str) -> dict[str, Any]:
+def _describe_teacher(index: int, teacher: FrozenTeacher, source: str, origin: str | None) -> dict[str, Any]:
+    """Teacher `index` as recorded: `source` is portable; `origin` (the spec as given) is only read, never kept."""
     pretrained_cfg = getattr(teacher.model, "pretrained_cfg", {}) or {}
     hub_id, _, revision = (pretrained_cfg.get("hf_hub_id") or "").partition("@")
+    if hub_id and revision:  # a Hub teacher is recorded with the commit its weights came from
+        source = f"hf-hub:{hub_id}@{revision}"
     return {
-        "name": teacher.name,
+        "name": f"teacher {index} ({source})",
         "source": source,
-        "top1": _recorded_top1(source),
+        "top1": _recorded_top1(origin) if origin else None,
         "architecture": pretrained_cfg.get("architecture", type(teacher.model).__name__),
         "hf_hub_id": hub_id or None,
         "revision": revision or None,
@@ -357,10 +399,27 @@ def _describe_term(name: str, teacher_sources: list[str]) -> str:
     return name
 
 
-def _recorded_top1(source: str) -> float | None:
-    """A local teacher's measured top-1, from the results.json feed-hf wrote beside its export."""
-    folder = Path(source.removeprefix("local-dir:"))
+def _recorded_top1(spec: str) -> float | None:
+    """A local teacher's measured top-1, from the results.json feed-hf wrote beside its export (or beside the
+    NAME=CHECKPOINT file). An optional fact: unreadable or malformed, it is logged and recorded as unknown."""
+    if spec.startswith("hf-hub:"):
+        return None
+    location = spec.removeprefix("local-dir:")
+    _, separator, checkpoint = location.partition("=")
+    folder = Path(checkpoint).parent if separator and not Path(location).is_dir() else Path(location)
     results_file = folder / "results.json"
     if not results_file.is_file():
         return None
-    return json.loads(results_file.read_text()).get("metrics", {}).get("eval_top1")
+    try:
+        recorded = json.loads(results_file.read_text(encoding="utf-8"))
+        top1 = (recorded.get("metrics") or {}).get("eval_top1")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
+        top1, reason = "?", f"{type(error).__name__}: {error}"
+    else:
+        reason = f"its eval_top1 is {top1!r}, not a number"
+    if top1 is None:  # a teacher that was never evaluated
+        return None
+    if isinstance(top1, (int, float)) and not isinstance(top1, bool) and math.isfinite(top1):
+        return float(top1)
+    logger.warning("teacher top-1 recorded as unknown: %s is malformed (%s)", results_file, reason)
+    return None

@@ -15,9 +15,11 @@ from conftest import HUB_TOKEN
 from huggingface_hub import HfApi, ModelCard
 from recipe_helpers import load_recipe, tiny_argv
 
+from feed_hf.cli import main as cli_main
 from feed_hf.data import digits_dataset
 from feed_hf.evaluation import predict_logits
-from feed_hf.hub import HubPushError, push_export
+from feed_hf.export import export_student
+from feed_hf.hub import HubPushError, UnpushableExportError, push_export
 
 REPO_FILES = {".gitattributes", "config.json", "model.safetensors", "feed_config.json", "results.json", "README.md"}
 
@@ -170,3 +172,67 @@ def test_hub_teacher_is_downloaded_and_pinned_to_its_commit(loopback_hub, pushed
     downloaded = timm.create_model(f"hf-hub:tester/feed-teacher-teacher-0@{sha}", pretrained=True).state_dict()
     local = safetensors.torch.load_file(root / "teachers" / "teacher_0" / "model.safetensors")
     assert all(torch.equal(downloaded[name], tensor) for name, tensor in local.items())
+
+
+def _good_export(folder: Path) -> Path:
+    export_student(timm.create_model("resnet8_cifar", num_classes=10), folder, {"teachers": []})
+    return folder
+
+
+def _without(name):
+    return lambda folder: (folder / name).unlink()
+
+
+def _write(name, text):
+    return lambda folder: (folder / name).unlink(missing_ok=True) or (folder / name).write_text(text)  # not via a link
+
+
+def _weights_of_another_model(folder: Path) -> None:
+    (folder / "model.safetensors").unlink()
+    safetensors.torch.save_file(
+        timm.create_model("resnet8_cifar", num_classes=5).state_dict(), folder / "model.safetensors"
+    )
+
+
+@pytest.mark.parametrize(
+    ("break_export", "message"),
+    [
+        (_without("feed_config.json"), r"has no feed_config\.json; export the student with FeedTrainer\.save_model"),
+        (_without("config.json"), r"has no config\.json"),
+        (_without("model.safetensors"), r"has no model\.safetensors"),
+        (_write("feed_config.json", "{oops"), r"feed_config\.json is unreadable \(JSONDecodeError"),
+        (_write("results.json", "[1, 2]"), r"results\.json is unreadable \(a JSON list, not an object\)"),
+        (_write("config.json", '{"num_classes": 10}'), r"config\.json names no 'architecture'"),
+        (_write("config.json", '{"architecture": "no_such_net"}'), r"does not build a timm model"),
+        (_write("model.safetensors", "not safetensors"), r"model\.safetensors is not a readable safetensors file"),
+        (_weights_of_another_model, r"model\.safetensors does not fit the 'resnet8_cifar' that config\.json describes"),
+    ],
+)
+def test_push_checks_the_folder_before_creating_the_repo(loopback_hub, tmp_path, break_export, message):
+    export = _good_export(tmp_path / "export")
+    break_export(export)
+    creates = sum(path == "/api/repos/create" for _, path, _ in loopback_hub.requests_seen)
+    with pytest.raises(UnpushableExportError, match=rf"cannot push .*export.*{message}"):
+        push_export(export, "tester/never-created", token=HUB_TOKEN)
+    assert sum(path == "/api/repos/create" for _, path, _ in loopback_hub.requests_seen) == creates
+    assert not HfApi(token=HUB_TOKEN).repo_exists("tester/never-created")
+
+
+def test_push_command_on_a_folder_without_feed_config_names_it(loopback_hub, tmp_path, capsys, monkeypatch):
+    export = _good_export(tmp_path / "export")
+    (export / "feed_config.json").unlink()
+    monkeypatch.setenv("HF_TOKEN", HUB_TOKEN)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["push", "--export_dir", str(export), "--repo_id", "tester/cli-never-created"])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "has no feed_config.json" in error and "cannot reach the Hub" not in error
+    assert not HfApi(token=HUB_TOKEN).repo_exists("tester/cli-never-created")
+
+
+def test_push_connectors_only_when_present(loopback_hub, tmp_path):
+    export = _good_export(tmp_path / "export")
+    with pytest.raises(
+        UnpushableExportError, match="has no feed_connectors.safetensors .*push without push_connectors"
+    ):
+        push_export(export, "tester/no-connectors", token=HUB_TOKEN, push_connectors=True)
+    assert not HfApi(token=HUB_TOKEN).repo_exists("tester/no-connectors")

@@ -1,5 +1,7 @@
 """Speed options must not change what is learned: cache, autocast teachers, channels_last, NaN stop."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -7,7 +9,9 @@ from feed_hf import FeedTrainer
 
 
 def _trainer(tmp_path, teachers, dataset, feed_config_factory, **overrides):
-    args = feed_config_factory(tmp_path / "run", **{"max_steps": 3, **overrides})
+    # one folder per configuration: each training ends with an export, which a second run may not replace
+    run = "run-" + "-".join(f"{key}={value}" for key, value in sorted(overrides.items()))
+    args = feed_config_factory(tmp_path / run, **{"max_steps": 3, **overrides})
     return FeedTrainer(teachers=teachers, args=args, train_dataset=dataset)
 
 
@@ -108,6 +112,6 @@ def test_nan_loss_stops_at_that_step_naming_the_term_and_teacher(
     trainer.teachers[1].register_forward_hook(poison_second_teacher)
     with pytest.raises(FloatingPointError, match=r"step 2: .*feed/loss_t1 \(teacher 1: Cifar"):
         trainer.train()
-    checkpoints = sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*"))
+    checkpoints = sorted(p.name for p in Path(trainer.args.output_dir).glob("checkpoint-*"))
     assert checkpoints == ["checkpoint-1"]
     assert all(torch.isfinite(p).all() for p in trainer.model.parameters())

@@ -13,13 +13,13 @@ def test_two_generations_teach_each_other_and_rerun_skips_them(tmp_path):
     first, second = tmp_path / "generation_1", tmp_path / "generation_2"
     gen1 = json.loads((first / "results.json").read_text())
     gen2 = json.loads((second / "results.json").read_text())
-    assert gen1["feed"]["teachers"] == [] and gen2["feed"]["teachers"] == [str(first)]
+    assert gen1["feed"]["teachers"] == [] and gen2["feed"]["teachers"] == [first.name]  # portable: the folder's name
     assert gen2["seed"] == gen1["seed"] + 1  # a fresh initialisation per generation
 
     # generation 2's teacher is generation 1's student, by weights
     from feed_hf.teachers import load_teacher_model
 
-    teacher = load_teacher_model(gen2["feed"]["teachers"][0])
+    teacher = load_teacher_model(json.loads((second / "local_sources.json").read_text())["teachers"][0])
     exported = safetensors.torch.load_file(first / "model.safetensors")
     assert all(torch.equal(teacher.state_dict()[k], v) for k, v in exported.items())
 
