@@ -40,7 +40,7 @@ import feed_hf  # noqa: F401  (registers the CIFAR models)
 from feed_hf import FeedConfig, FeedTrainer
 from feed_hf.connectors import FeedConnector
 from feed_hf.losses import feed_distance
-from feed_hf.provenance import hardware_description, library_versions
+from feed_hf.record import hardware_description, library_versions
 from feed_hf.teachers import FrozenTeacher
 
 MODES = ("ce", "teacher", "frozen", "connectors", "hand_feed", "trainer", "cached")

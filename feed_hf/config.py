@@ -12,6 +12,7 @@ import torch
 from timm.layers import get_act_layer, get_norm_layer
 from transformers import TrainingArguments
 
+from .checks import broadcast_per_teacher, check_layer_name, check_per_teacher
 from .field_types import check_field_value, field_specs
 
 __all__ = ["FeedConfig"]
@@ -290,8 +291,8 @@ class FeedConfig(TrainingArguments):
 
     def _check_feed_fields(self) -> None:
         num_teachers = len(self.teachers)
-        _check_broadcast("feed_beta", self.feed_beta, num_teachers)
-        _check_broadcast("teacher_feature_indices", self.teacher_feature_indices, num_teachers)
+        check_per_teacher("feed_beta", self.feed_beta, num_teachers)
+        check_per_teacher("teacher_feature_indices", self.teacher_feature_indices, num_teachers)
         if num_teachers:  # teachers given as modules are counted when the trainer gets them
             self._check_feature_modules(num_teachers)
         for beta in self.feed_beta:
@@ -323,8 +324,8 @@ class FeedConfig(TrainingArguments):
             raise ValueError(f"connector_num_layers must be >= 1, got {self.connector_num_layers}")
         if self.connector_mid_channels is not None and self.connector_mid_channels < 1:
             raise ValueError(f"connector_mid_channels must be >= 1 or None, got {self.connector_mid_channels}")
-        _check_layer_name("connector_norm", self.connector_norm, get_norm_layer, allow_none=True)
-        _check_layer_name("connector_activation", self.connector_activation, get_act_layer)
+        check_layer_name("connector_norm", self.connector_norm, get_norm_layer, allow_none=True)
+        check_layer_name("connector_activation", self.connector_activation, get_act_layer)
         if not (math.isfinite(self.kd_weight) and self.kd_weight >= 0):
             raise ValueError(f"kd_weight must be finite and >= 0, got {self.kd_weight}")
         self._check_step_decay()
@@ -348,10 +349,12 @@ class FeedConfig(TrainingArguments):
 
     def betas(self, num_teachers: int) -> list[float]:
         """feed_beta broadcast to one β per teacher."""
-        return _broadcast("feed_beta", self.feed_beta, num_teachers)
+        return broadcast_per_teacher("feed_beta", self.feed_beta, num_teachers)
 
     def teacher_feature_index(self, teacher_index: int, num_teachers: int) -> int:
-        return _broadcast("teacher_feature_indices", self.teacher_feature_indices, num_teachers)[teacher_index]
+        return broadcast_per_teacher("teacher_feature_indices", self.teacher_feature_indices, num_teachers)[
+            teacher_index
+        ]
 
     def teacher_feature_module(self, teacher_index: int, num_teachers: int) -> str | None:
         self._check_feature_modules(num_teachers)
@@ -393,31 +396,3 @@ class FeedConfig(TrainingArguments):
             "kd_weight": self.kd_weight,
             "kd_temperature": self.kd_temperature,
         }
-
-
-def _check_broadcast(name: str, values: list, num_teachers: int) -> None:
-    if not values:
-        raise ValueError(f"{name} is empty; give one value for all teachers or one per teacher")
-    if num_teachers and len(values) not in (1, num_teachers):
-        raise ValueError(
-            f"{name} has {len(values)} values for {num_teachers} teachers; give one value or {num_teachers}"
-        )
-
-
-def _broadcast(name: str, values: list, num_teachers: int) -> list:
-    _check_broadcast(name, values, num_teachers)
-    return list(values) * num_teachers if len(values) == 1 else list(values)
-
-
-def _check_layer_name(field_name: str, value: str, resolve, allow_none: bool = False) -> None:
-    if allow_none and value == "none":
-        return
-    try:
-        resolved = resolve(value)
-    except (KeyError, AssertionError):
-        resolved = None
-    if resolved is None:
-        raise ValueError(
-            f"{field_name}={value!r} is not a timm layer name; try e.g. 'batchnorm2d', 'groupnorm' (norms) or "
-            "'leaky_relu', 'relu', 'gelu', 'silu' (activations)"
-        )

@@ -7,27 +7,10 @@ from functools import partial
 import torch
 from timm.layers import get_act_layer, get_norm_layer
 from torch import nn
-from torch.nn import functional as F
 
-__all__ = ["FeedConnector", "common_spatial_size", "match_spatial_size"]
+from .features import match_spatial_size
 
-
-def common_spatial_size(student_size: tuple[int, int], teacher_size: tuple[int, int]) -> tuple[int, int]:
-    """The H×W both maps are compared at: the smaller of the two, per axis.
-
-    The larger map is average-pooled down (as RepDistiller's Factor Transfer does), never upsampled,
-    so no detail is invented; equal sizes are left alone.
-    """
-    return min(student_size[0], teacher_size[0]), min(student_size[1], teacher_size[1])
-
-
-def match_spatial_size(feature_map: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """`[B, C, H, W]` → `[B, C, *size]` by adaptive average pooling; identity when already that size."""
-    if tuple(feature_map.shape[-2:]) == tuple(size):
-        return feature_map
-    if feature_map.shape[-2] < size[0] or feature_map.shape[-1] < size[1]:
-        raise ValueError(f"cannot pool a {tuple(feature_map.shape[-2:])} map up to {tuple(size)}")
-    return F.adaptive_avg_pool2d(feature_map, size)
+__all__ = ["FeedConnector"]
 
 
 def _activation(name: str) -> type[nn.Module] | partial:

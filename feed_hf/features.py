@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from timm.models._features import feature_take_indices
 from torch import nn
+from torch.nn import functional as F
 
-__all__ = ["FeatureTap", "probe_feature_shape"]
+__all__ = ["FeatureTap", "common_spatial_size", "match_spatial_size", "probe_feature_shape"]
 
 
 class FeatureTap:
@@ -100,3 +101,21 @@ def probe_feature_shape(model: nn.Module, tap: FeatureTap, input_size: tuple[int
             "Pick a convolutional stage (feature index or module)."
         )
     return feature_map.shape[1:]
+
+
+def common_spatial_size(student_size: tuple[int, int], teacher_size: tuple[int, int]) -> tuple[int, int]:
+    """The H×W both maps are compared at: the smaller of the two, per axis.
+
+    The larger map is average-pooled down (as RepDistiller's Factor Transfer does), never upsampled,
+    so no detail is invented; equal sizes are left alone.
+    """
+    return min(student_size[0], teacher_size[0]), min(student_size[1], teacher_size[1])
+
+
+def match_spatial_size(feature_map: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`[B, C, H, W]` → `[B, C, *size]` by adaptive average pooling; identity when already that size."""
+    if tuple(feature_map.shape[-2:]) == tuple(size):
+        return feature_map
+    if feature_map.shape[-2] < size[0] or feature_map.shape[-1] < size[1]:
+        raise ValueError(f"cannot pool a {tuple(feature_map.shape[-2:])} map up to {tuple(size)}")
+    return F.adaptive_avg_pool2d(feature_map, size)

@@ -18,7 +18,7 @@ import torch
 from huggingface_hub import CommitInfo, HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HTTPError
 
-from .files import CONNECTORS_NAME, FEED_CONFIG_NAME, RESULTS_NAME
+from .files import CARD_NAME, CONNECTORS_NAME, FEED_CONFIG_NAME, MODEL_CONFIG_NAME, RESULTS_NAME, WEIGHTS_NAME
 from .model_card import write_model_card
 from .portable import local_fragment, local_fragments_in_json, portable_feed_config, portable_results
 from .teacher_sources import TeacherSourceError, check_weights_fit, weight_shapes
@@ -27,8 +27,8 @@ __all__ = ["HubPushError", "PushArguments", "UnpushableExportError", "check_push
 
 # What a pushed repo holds: the timm model (config.json also carries the preprocessing that transformers'
 # TimmWrapperImageProcessor and pipeline() read), the FEED record and the card.
-_PUSHED_FILES = ("config.json", "model.safetensors", FEED_CONFIG_NAME, RESULTS_NAME, "README.md")
-_REQUIRED_FILES = ("config.json", "model.safetensors", FEED_CONFIG_NAME)
+_PUSHED_FILES = (MODEL_CONFIG_NAME, WEIGHTS_NAME, FEED_CONFIG_NAME, RESULTS_NAME, CARD_NAME)
+_REQUIRED_FILES = (MODEL_CONFIG_NAME, WEIGHTS_NAME, FEED_CONFIG_NAME)
 _HOW_TO_EXPORT = (
     "export the student with FeedTrainer.save_model() or a feed-hf training command (they write config.json, "
     "model.safetensors and feed_config.json), then `feed-hf card --export_dir DIR` to preview the card"
@@ -108,7 +108,7 @@ def check_pushable(export_dir: str | os.PathLike, push_connectors: bool = False)
     if not export_dir.is_dir() or missing:
         what = "does not exist or is not a folder" if not export_dir.is_dir() else f"has no {', '.join(missing)}"
         raise UnpushableExportError(f"cannot push {export_dir}: it {what}; {_HOW_TO_EXPORT}")
-    config = _parsed_json(export_dir / "config.json")
+    config = _parsed_json(export_dir / MODEL_CONFIG_NAME)
     _parsed_json(export_dir / FEED_CONFIG_NAME)
     if (export_dir / RESULTS_NAME).exists():
         _parsed_json(export_dir / RESULTS_NAME)
@@ -140,7 +140,7 @@ def _parsed_json(path: Path) -> dict[str, Any]:
 
 def _check_weights_fit(export_dir: Path, architecture: str) -> None:
     try:
-        shapes = weight_shapes(export_dir / "model.safetensors", allow_pickle=False)  # the header alone
+        shapes = weight_shapes(export_dir / WEIGHTS_NAME, allow_pickle=False)  # the header alone
     except ValueError as error:
         reason = _one_line(error.__cause__ or error) if error.__cause__ else "a truncated or corrupt file"
         raise UnpushableExportError(
@@ -182,13 +182,13 @@ def _stage_files(export_dir: Path, staging_dir: Path, push_connectors: bool) -> 
     """Copy what is pushed; the records go through the same portable form they were written in."""
     for name in list(_PUSHED_FILES) + ([CONNECTORS_NAME] if push_connectors else []):
         source = export_dir / name
-        if not source.is_file() or name == "README.md":
+        if not source.is_file() or name == CARD_NAME:
             continue  # README.md is rendered for the repo
         if name == RESULTS_NAME:
             _write_json(staging_dir / name, portable_results(_read_json(source)))
         elif name == FEED_CONFIG_NAME:
             _write_json(staging_dir / name, portable_feed_config(_read_json(source)))
-        elif name == "config.json":
+        elif name == MODEL_CONFIG_NAME:
             _write_json(staging_dir / name, _without_local_source(_read_json(source)))
         else:
             shutil.copy2(source, staging_dir / name)

@@ -11,7 +11,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .export import write_export_file
-from .files import CARD_NAME
+from .files import CARD_NAME, FEED_CONFIG_NAME, MODEL_CONFIG_NAME, RESULTS_NAME
 from .portable import portable_dataset, portable_teacher_source
 
 __all__ = ["CARD_TEMPLATE", "CardArguments", "render_model_card", "write_model_card", "write_model_card_from_results"]
@@ -29,8 +29,8 @@ def render_model_card(
     and its loading code names the repo, or the folder by name when there is no repo yet.
     """
     export_dir = Path(export_dir)
-    config = json.loads((export_dir / "config.json").read_text())
-    feed = json.loads((export_dir / "feed_config.json").read_text())
+    config = json.loads((export_dir / MODEL_CONFIG_NAME).read_text())
+    feed = json.loads((export_dir / FEED_CONFIG_NAME).read_text())
     metrics = results.get("metrics", {})
     dataset = portable_dataset(results.get("data", {}).get("dataset", "")) or ""
     teachers = [_teacher_row(spec, resolved) for spec, resolved in _zip_teachers(feed)]
@@ -78,11 +78,11 @@ class CardArguments:
 def write_model_card_from_results(card_args: CardArguments) -> Path:
     """`feed-hf card`: (re)render README.md of an exported folder from its results.json."""
     export_dir = Path(card_args.export_dir)
-    results_file = export_dir / "results.json"
+    results_file = export_dir / RESULTS_NAME
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     baseline_top1 = None
     if card_args.baseline_dir:
-        baseline_results = json.loads((Path(card_args.baseline_dir) / "results.json").read_text())
+        baseline_results = json.loads((Path(card_args.baseline_dir) / RESULTS_NAME).read_text())
         baseline_top1 = baseline_results["metrics"].get("eval_top1")
     return write_model_card(export_dir, results, repo_id=card_args.repo_id, baseline_top1=baseline_top1)
 

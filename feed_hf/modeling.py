@@ -10,11 +10,11 @@ from timm.data import resolve_model_data_config
 from torch import nn
 from transformers.utils import ModelOutput
 
-from .connectors import FeedConnector, common_spatial_size
-from .features import FeatureTap, probe_feature_shape
+from .connectors import FeedConnector
+from .features import FeatureTap, common_spatial_size, probe_feature_shape
 from .teachers import FrozenTeacher
 
-__all__ = ["FeedStudent", "FeedStudentOutput", "build_feed_student"]
+__all__ = ["FeedStudent", "FeedStudentOutput", "build_feed_student", "student_map_shape"]
 
 
 @dataclass
@@ -48,6 +48,11 @@ class FeedStudent(nn.Module):
         return FeedStudentOutput(logits=logits, connected_feature_maps=connected)
 
 
+def student_map_shape(student: nn.Module, tap: FeatureTap) -> torch.Size:
+    """`(C_s, H, W)` of the student's tapped map at its configured input size (what teachers compare against)."""
+    return probe_feature_shape(student, tap, tuple(resolve_model_data_config(student)["input_size"]))
+
+
 def build_feed_student(
     student: nn.Module,
     teachers: Sequence[FrozenTeacher],
@@ -57,18 +62,20 @@ def build_feed_student(
 ) -> FeedStudent:
     """Wrap `student` with one `FeedConnector` per teacher, sized from probed feature maps.
 
-    Each connector maps the student's C_s channels to its teacher's C_t, and each pair is compared
-    at `common_spatial_size` (the smaller H×W): the connector pools its output and the teacher
-    its map down to it (sets `teacher.compare_size`).
+    Each connector maps the student's C_s channels to its teacher's C_t and pools its output to the H×W the
+    teacher decided at construction (`teacher.compare_size`, from `student_map_size`): one owner for that size.
     """
     tap = FeatureTap(student, feature_index, feature_module, role="student")
-    input_size = tuple(resolve_model_data_config(student)["input_size"])
-    student_shape = probe_feature_shape(student, tap, input_size)
+    student_shape = student_map_shape(student, tap)
     connectors = []
     for teacher in teachers:
-        size = common_spatial_size(tuple(student_shape[1:]), tuple(teacher.feature_shape[1:]))
-        teacher.compare_size = size
+        expected = common_spatial_size(tuple(student_shape[1:]), tuple(teacher.feature_shape[1:]))
+        if tuple(teacher.compare_size) != expected:
+            raise ValueError(
+                f"{teacher.name} compares at {tuple(teacher.compare_size)} but the student's map is "
+                f"{tuple(student_shape[1:])}; build the teacher with student_map_size={tuple(student_shape[1:])}"
+            )
         connectors.append(
-            FeedConnector(student_shape[0], teacher.feature_shape[0], output_size=size, **connector_options)
+            FeedConnector(student_shape[0], teacher.feature_shape[0], output_size=expected, **connector_options)
         )
     return FeedStudent(student, connectors, tap)

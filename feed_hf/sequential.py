@@ -13,7 +13,7 @@ import datasets
 
 from .config import FeedConfig
 from .data import DataArguments, load_image_splits
-from .jobs import read_results, train_model
+from .training import read_results, train_model
 
 __all__ = ["SequentialArguments", "run_sequential", "summary_table"]
 

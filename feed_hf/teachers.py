@@ -9,8 +9,7 @@ import torch
 from timm.data import resolve_model_data_config
 from torch import nn
 
-from .connectors import match_spatial_size
-from .features import FeatureTap, probe_feature_shape
+from .features import FeatureTap, common_spatial_size, match_spatial_size, probe_feature_shape
 from .teacher_sources import (
     HubTeacherError,
     TeacherSourceError,
@@ -124,6 +123,7 @@ class FrozenTeacher(nn.Module):
         autocast_dtype: torch.dtype | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        student_map_size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         self.model = model.requires_grad_(False)
@@ -137,7 +137,11 @@ class FrozenTeacher(nn.Module):
         self.register_buffer("input_scale", scale, persistent=False)
         self.register_buffer("input_shift", shift, persistent=False)
         self.feature_shape = probe_feature_shape(model, self.feature_tap, tuple(student_data_config["input_size"]))
-        self.compare_size: tuple[int, int] = tuple(self.feature_shape[1:])
+        # Decided once, here: the H×W this teacher's map is compared at (the smaller of its own and the student's).
+        own_size = tuple(self.feature_shape[1:])
+        self.compare_size: tuple[int, int] = (
+            common_spatial_size(tuple(student_map_size), own_size) if student_map_size is not None else own_size
+        )
         self.autocast_dtype = autocast_dtype
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if channels_last:

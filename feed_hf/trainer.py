@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -22,11 +21,13 @@ from .checks import check_export_target, check_labels_fit, check_not_empty, chec
 from .config import FeedConfig
 from .export import export_student, has_export
 from .feature_cache import IndexedDataset, TeacherFeatureCache
+from .features import FeatureTap
 from .hub import push_export
 from .losses import ensemble_kd_loss, feed_loss
 from .metrics import top_k_accuracy
-from .modeling import FeedStudent, build_feed_student
+from .modeling import FeedStudent, build_feed_student, student_map_shape
 from .portable import portable_feed_config, portable_teacher_source
+from .record import feed_settings_record
 from .teachers import FrozenTeacher, load_teacher_model
 from .transforms import random_crop_flip
 
@@ -74,8 +75,10 @@ class FeedTrainer(Trainer):
         self.teacher_specs = [s for s in sources if isinstance(s, str)]
         # Recorded (feed_config.json, results.json, messages): Hub ids and folder names, never a path of this machine.
         self.teacher_sources = [portable_teacher_source(s) for s in sources]
-        self._teacher_origins = [s if isinstance(s, str) else None for s in sources]  # aligned; None for modules
-        self.teachers = self._build_teachers(args, sources, bare_student)
+        tap = student.feature_tap if isinstance(student, FeedStudent) else None
+        tap = tap or FeatureTap(bare_student, args.student_feature_index, args.student_feature_module, role="student")
+        student_map_size = tuple(student_map_shape(bare_student, tap)[1:])
+        self.teachers = self._build_teachers(args, sources, bare_student, student_map_size)
         self.feed_betas = args.betas(len(self.teachers)) if self.teachers else []
         if not isinstance(student, FeedStudent):
             distilled = self.teachers if any(self.feed_betas) else []
@@ -101,7 +104,9 @@ class FeedTrainer(Trainer):
         self._loss_term_steps = 0
 
     @staticmethod
-    def _build_teachers(args: FeedConfig, sources: list[nn.Module | str], student: nn.Module) -> nn.ModuleList:
+    def _build_teachers(
+        args: FeedConfig, sources: list[nn.Module | str], student: nn.Module, student_map_size: tuple[int, int]
+    ) -> nn.ModuleList:
         student_data_config = resolve_model_data_config(student)
         frozen = []
         for index, source in enumerate(sources):
@@ -117,6 +122,7 @@ class FeedTrainer(Trainer):
                     autocast_dtype=args.teacher_autocast_dtype(),
                     channels_last=args.channels_last,
                     compile=args.compile_teachers,
+                    student_map_size=student_map_size,
                 )
             )
         return nn.ModuleList(frozen).eval()
@@ -236,19 +242,8 @@ class FeedTrainer(Trainer):
         return self.lr_scheduler
 
     def feed_config(self) -> dict[str, Any]:
-        """What `feed_config.json` records: the FEED settings and each teacher as resolved."""
-        settings = self.args.feed_settings()
-        settings["student"] = self.student.pretrained_cfg.get("architecture", settings["student"])
-        settings["num_labels"] = self.student.num_classes
-        settings["feed_beta"] = self.feed_betas
-        settings["teachers"] = self.teacher_sources
-        settings["resolved_teachers"] = [
-            _describe_teacher(index, teacher, source, origin)
-            for index, (teacher, source, origin) in enumerate(
-                zip(self.teachers, self.teacher_sources, self._teacher_origins, strict=True)
-            )
-        ]
-        return settings
+        """What `feed_config.json` records: the FEED settings and each teacher as resolved (portable)."""
+        return feed_settings_record(self.args, self.student, self.feed_betas, self.teachers, self.teacher_sources)
 
     def run_signature(self) -> dict[str, Any]:
         """What a checkpoint of this run records, so that resuming another kind of run is refused by name."""
@@ -371,55 +366,8 @@ def _class_names(dataset: Any) -> list[str] | None:
     return None
 
 
-def _describe_teacher(index: int, teacher: FrozenTeacher, source: str, origin: str | None) -> dict[str, Any]:
-    """Teacher `index` as recorded: `source` is portable; `origin` (the spec as given) is only read, never kept."""
-    pretrained_cfg = getattr(teacher.model, "pretrained_cfg", {}) or {}
-    hub_id, _, revision = (pretrained_cfg.get("hf_hub_id") or "").partition("@")
-    if hub_id and revision:  # a Hub teacher is recorded with the commit its weights came from
-        source = f"hf-hub:{hub_id}@{revision}"
-    return {
-        "name": f"teacher {index} ({source})",
-        "source": source,
-        "top1": _recorded_top1(origin) if origin else None,
-        "architecture": pretrained_cfg.get("architecture", type(teacher.model).__name__),
-        "hf_hub_id": hub_id or None,
-        "revision": revision or None,
-        "num_classes": getattr(teacher.model, "num_classes", None),
-        "feature_index": teacher.feature_tap.index,
-        "feature_module": teacher.feature_tap.module_name,
-        "feature_shape": list(teacher.feature_shape),
-        "compared_at": list(teacher.compare_size),
-    }
-
-
 def _describe_term(name: str, teacher_sources: list[str]) -> str:
     if name.startswith("feed/loss_t"):
         index = int(name.removeprefix("feed/loss_t"))
         return f"{name} (teacher {index}: {teacher_sources[index]})"
     return name
-
-
-def _recorded_top1(spec: str) -> float | None:
-    """A local teacher's measured top-1, from the results.json feed-hf wrote beside its export (or beside the
-    NAME=CHECKPOINT file). An optional fact: unreadable or malformed, it is logged and recorded as unknown."""
-    if spec.startswith("hf-hub:"):
-        return None
-    location = spec.removeprefix("local-dir:")
-    _, separator, checkpoint = location.partition("=")
-    folder = Path(checkpoint).parent if separator and not Path(location).is_dir() else Path(location)
-    results_file = folder / "results.json"
-    if not results_file.is_file():
-        return None
-    try:
-        recorded = json.loads(results_file.read_text(encoding="utf-8"))
-        top1 = (recorded.get("metrics") or {}).get("eval_top1")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
-        top1, reason = "?", f"{type(error).__name__}: {error}"
-    else:
-        reason = f"its eval_top1 is {top1!r}, not a number"
-    if top1 is None:  # a teacher that was never evaluated
-        return None
-    if isinstance(top1, (int, float)) and not isinstance(top1, bool) and math.isfinite(top1):
-        return float(top1)
-    logger.warning("teacher top-1 recorded as unknown: %s is malformed (%s)", results_file, reason)
-    return None

@@ -1,25 +1,20 @@
 """Baselines for a FEED config: CE only, logit KD from the teacher ensemble, FEED from a single teacher.
 
-    python recipes/baselines.py recipes/configs/cifar10_cpu_pfeed.yaml --baseline ce --output_dir runs/cpu/ce
-    python recipes/baselines.py recipes/configs/cifar10_cpu_pfeed.yaml --baseline kd --kd_weight 1.0 \\
-        --output_dir runs/cpu/kd
-    python recipes/baselines.py recipes/configs/cifar10_cpu_pfeed.yaml --baseline single_feed --teacher_index 0 \\
-        --output_dir runs/cpu/feed_t0
+    python recipes/baselines.py recipes/configs/cifar10_cpu_small.yaml --baseline ce --output_dir runs/cpu/ce
+    python recipes/baselines.py recipes/configs/cifar10_cpu_small.yaml --baseline kd --kd_weight 1.0 \\
+        --teachers runs/cifar10_cpu_small/teachers/teacher_0 --output_dir runs/cpu/kd
+    python recipes/baselines.py recipes/configs/cifar10_cpu_small.yaml --baseline single_feed --teacher_index 0 \\
+        --teachers runs/cifar10_cpu_small/teachers/teacher_0 --output_dir runs/cpu/feed_t0
 
 Run with the FEED config itself so every baseline shares its data, student and schedule.
+Same code as `feed-hf baselines`.
 """
 
-from feed_hf import FeedConfig
-from feed_hf.arguments import parse_arguments
-from feed_hf.cli import report_user_errors
-from feed_hf.data import DataArguments
-from feed_hf.jobs import BaselineArguments, baseline_config, train_model
+from feed_hf.runs.commands import report_user_errors, run_command
 
 
-def main(argv: list[str] | None = None) -> dict:
-    data_args, args, baseline_args = parse_arguments((DataArguments, FeedConfig, BaselineArguments), argv)
-    config = baseline_config(args, baseline_args.baseline, baseline_args.teacher_index)
-    return train_model(data_args, config, task=f"baseline_{baseline_args.baseline}")
+def main(argv: list[str] | None = None):
+    return run_command("baselines", argv)
 
 
 if __name__ == "__main__":

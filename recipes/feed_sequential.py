@@ -1,22 +1,19 @@
 """Sequential FEED: generation 1 trains with CE, generation k+1 is taught by generation k (fresh student and connector).
 
-    python recipes/feed_sequential.py recipes/configs/cifar10_cpu_sfeed.yaml
+    python recipes/feed_sequential.py recipes/configs/cifar10_cpu_small.yaml --num_generations 3 \\
+        --output_dir runs/cifar10_cpu_small/sfeed
     python recipes/feed_sequential.py recipes/configs/cifar100_sfeed_resnet56.yaml --num_generations 5
 
 Generation k is exported to OUTPUT_DIR/generation_k; OUTPUT_DIR/summary.md and summary.json hold the
 accuracy per generation. Rerunning skips generations that already have a results.json.
+Same code as `feed-hf sequential`.
 """
 
-from feed_hf import FeedConfig
-from feed_hf.arguments import parse_arguments
-from feed_hf.cli import report_user_errors
-from feed_hf.data import DataArguments
-from feed_hf.sequential import SequentialArguments, run_sequential
+from feed_hf.runs.commands import report_user_errors, run_command
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    data_args, args, sequential_args = parse_arguments((DataArguments, FeedConfig, SequentialArguments), argv)
-    return run_sequential(data_args, args, sequential_args.num_generations)
+def main(argv: list[str] | None = None):
+    return run_command("sequential", argv)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ import json
 import pytest
 from recipe_helpers import load_recipe, tiny_argv
 
-from feed_hf.analysis import AnalysisArguments, load_feed_run, run_analysis
+from feed_hf.runs.analysis import AnalysisArguments, load_feed_run, run_analysis
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from feed_hf.arguments import parse_arguments
 from feed_hf.config import FeedConfig
 from feed_hf.data import DataArguments
-from feed_hf.jobs import BaselineArguments, TeacherArguments
+from feed_hf.runs.arguments import parse_arguments
+from feed_hf.runs.jobs import BaselineArguments, TeacherArguments
 from feed_hf.sequential import SequentialArguments
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,9 +17,9 @@ from recipe_helpers import load_recipe, tiny_argv
 
 from feed_hf.cli import main as cli_main
 from feed_hf.data import digits_dataset
-from feed_hf.evaluation import predict_logits
 from feed_hf.export import export_student
 from feed_hf.hub import HubPushError, UnpushableExportError, push_export
+from feed_hf.runs.evaluation import predict_logits
 
 REPO_FILES = {".gitattributes", "config.json", "model.safetensors", "feed_config.json", "results.json", "README.md"}
 

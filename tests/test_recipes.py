@@ -8,9 +8,9 @@ import torch
 import yaml
 from recipe_helpers import load_recipe, tiny_argv
 
-from feed_hf.arguments import parse_arguments
 from feed_hf.config import FeedConfig
 from feed_hf.data import DataArguments
+from feed_hf.runs.arguments import parse_arguments
 
 
 @pytest.fixture(scope="module")
@@ -105,11 +105,11 @@ def test_shipped_configs_parse(tmp_path):
         values = yaml.safe_load(config.read_text())
         types = [DataArguments, FeedConfig]
         if "beta_sweep" in values:
-            from feed_hf.experiment import ExperimentArguments
+            from feed_hf.runs.experiment import ExperimentArguments
 
             types.append(ExperimentArguments)
         elif "teacher_seeds" in values:
-            from feed_hf.jobs import TeacherArguments
+            from feed_hf.runs.jobs import TeacherArguments
 
             types.append(TeacherArguments)
         elif "num_generations" in values:
@@ -120,7 +120,7 @@ def test_shipped_configs_parse(tmp_path):
         parsed = parse_arguments(types, [str(config), *overrides])
         assert parsed[1].student, config.name
         if "investigations" in values:  # each spec names real FeedConfig fields with valid values
-            from feed_hf.experiment import parse_investigation
+            from feed_hf.runs.experiment import parse_investigation
 
             for spec in parsed[2].investigations:
                 parse_investigation(spec, parsed[1])

@@ -94,9 +94,9 @@ def test_incomplete_checkpoint_is_never_resumed_from(teacher_dir, tmp_path):
     (output / "checkpoint-4" / COMPLETE_MARKER).unlink()  # as if the job died while writing checkpoint-4
     assert last_complete_checkpoint(output).endswith("checkpoint-2")
     from feed_hf import FeedTrainer
-    from feed_hf.arguments import parse_arguments
     from feed_hf.config import FeedConfig
     from feed_hf.data import DataArguments
+    from feed_hf.runs.arguments import parse_arguments
 
     _, args = parse_arguments((DataArguments, FeedConfig), _recipe_command(output, teacher_dir)[2:])
     trainer = FeedTrainer(

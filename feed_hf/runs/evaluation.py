@@ -12,9 +12,10 @@ import torch
 from timm.data import resolve_model_data_config
 from torch.utils.data import DataLoader
 
-from .transforms import build_transform, with_pixel_values
+from ..metrics import top_k_from_logits
+from ..transforms import build_transform, with_pixel_values
 
-__all__ = ["ensemble_top1", "predict_logits", "top1"]
+__all__ = ["ensemble_top1", "predict_logits"]
 
 
 @torch.no_grad()
@@ -27,12 +28,7 @@ def predict_logits(model_dir: str | Path, split: datasets.Dataset, batch_size: i
     return torch.cat([model(batch["pixel_values"]) for batch in loader]).numpy()
 
 
-def top1(logits: np.ndarray, labels: Sequence[int]) -> float:
-    """Top-1 accuracy in percent."""
-    return float((logits.argmax(axis=1) == np.asarray(labels)).mean() * 100)
-
-
 def ensemble_top1(model_dirs: Sequence[str | Path], split: datasets.Dataset) -> float:
     """Top-1 (%) of the models' averaged logits: the logit ensemble a FEED student competes with."""
     mean_logits = np.mean([predict_logits(model_dir, split) for model_dir in model_dirs], axis=0)
-    return top1(mean_logits, split["label"])
+    return top_k_from_logits(mean_logits, split["label"])["top1"]

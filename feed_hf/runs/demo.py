@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
-from .arguments import parse_arguments
-from .config import FeedConfig
-from .data import DataArguments, load_image_splits
+from ..config import FeedConfig
+from ..data import DataArguments, load_image_splits
 from .evaluation import ensemble_top1
-from .jobs import baseline_config, train_model, train_teachers
+from ..training import train_model
+from .jobs import baseline_config, train_teachers
 
 __all__ = ["DemoArguments", "main", "run_demo"]
 
@@ -135,8 +135,3 @@ def _markdown_table(rows: list[tuple[str, float]], num_eval: int) -> str:
     lines = [f"| model | test top-1 (%, n = {num_eval}) |", "|---|---|"]
     lines += [f"| {name} | {accuracy:.2f} |" for name, accuracy in rows]
     return "\n".join(lines) + "\n"
-
-
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    (demo,) = parse_arguments((DemoArguments,), argv, prog="feed-hf demo", description=__doc__)
-    return run_demo(demo)

@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 import yaml
 from transformers import HfArgumentParser
 
-from .field_types import check_field_value, field_specs
+from ..field_types import check_field_value, field_specs
 
 __all__ = ["CONFIG_SUFFIXES", "parse_arguments", "read_config_file"]
 

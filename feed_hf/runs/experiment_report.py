@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from .analysis import AnalysisArguments, run_analysis
-from .config import FeedConfig
-from .data import DataArguments
-from .jobs import read_results
+from ..files import RESULTS_NAME
+from ..config import FeedConfig
+from ..data import DataArguments
+from ..training import read_results
 
 __all__ = ["write_report"]
 
@@ -79,7 +80,7 @@ def _relative_paths(text: str) -> str:
 
 def _training_time_line(root: str, invocation_s: float) -> str:
     """Every run's recorded wall time summed: what the whole grid cost, reused runs included."""
-    runs = [read_results(f.parent) for f in Path(root).rglob("results.json")]
+    runs = [read_results(f.parent) for f in Path(root).rglob(RESULTS_NAME)]
     minutes = sum(run["wall_time_s"] for run in runs) / 60
     return (
         f"- Training time of all {len(runs)} runs under `{_relative_paths(root)}`: {minutes:.0f} min (sum of their "

@@ -14,14 +14,16 @@ from timm.data import resolve_model_data_config
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .connectors import FeedConnector, common_spatial_size
-from .data import DataArguments, load_image_splits
-from .export import CONNECTORS_NAME, FEED_CONFIG_NAME
-from .losses import feed_distance
-from .modeling import FeedStudent, build_feed_student
-from .portable import read_local_sources
-from .teachers import FrozenTeacher, load_teacher_model
-from .transforms import build_transform, with_pixel_values
+from ..files import RESULTS_NAME
+from ..connectors import FeedConnector
+from ..features import FeatureTap
+from ..data import DataArguments, load_image_splits
+from ..export import CONNECTORS_NAME, FEED_CONFIG_NAME
+from ..losses import feed_distance
+from ..modeling import FeedStudent, build_feed_student, student_map_shape
+from ..portable import read_local_sources
+from ..teachers import FrozenTeacher, load_teacher_model
+from ..transforms import build_transform, with_pixel_values
 
 __all__ = ["AnalysisArguments", "fit_heldout_connector", "load_feed_run", "reconstruction_errors", "run_analysis"]
 
@@ -51,6 +53,8 @@ def load_feed_run(run_dir: str | Path) -> tuple[FeedStudent, list[FrozenTeacher]
         raise ValueError(f"{run_dir} is not a FEED student with connectors (no teachers or no {CONNECTORS_NAME})")
     student = timm.create_model(f"local-dir:{run_dir}", pretrained=True)
     data_config = resolve_model_data_config(student)
+    tap = FeatureTap(student, feed["student_feature_index"], feed["student_feature_module"], role="student")
+    student_map_size = tuple(student_map_shape(student, tap)[1:])
     teachers = [
         FrozenTeacher(
             load_teacher_model(spec),
@@ -58,6 +62,7 @@ def load_feed_run(run_dir: str | Path) -> tuple[FeedStudent, list[FrozenTeacher]
             feature_index=_or_last(resolved["feature_index"]),
             feature_module=resolved["feature_module"],
             name=f"teacher {i} ({spec})",
+            student_map_size=student_map_size,
         )
         for i, (spec, resolved) in enumerate(zip(feed["teachers"], feed["resolved_teachers"], strict=True))
     ]
@@ -106,11 +111,14 @@ def fit_heldout_connector(
     p: int,
     reduction: str,
 ) -> FeedConnector:
-    """A fresh connector from the frozen student's map to `teacher`'s, fitted with Eq. 2 for `steps` steps."""
-    student_shape = feed_student.feature_tap.map_only(feed_student.student, next(iter(loader))["pixel_values"][:1])
-    size = common_spatial_size(tuple(student_shape.shape[-2:]), tuple(teacher.feature_shape[1:]))
-    teacher.compare_size = size
-    connector = FeedConnector(student_shape.shape[1], teacher.feature_shape[0], output_size=size, **connector_options)
+    """A fresh connector from the frozen student's map to `teacher`'s, fitted with Eq. 2 for `steps` steps.
+
+    `teacher` was built with the student's map size, so it already compares at the right H×W.
+    """
+    student_channels = student_map_shape(feed_student.student, feed_student.feature_tap)[0]
+    connector = FeedConnector(
+        student_channels, teacher.feature_shape[0], output_size=teacher.compare_size, **connector_options
+    )
     optimizer = torch.optim.Adam(connector.parameters(), lr=learning_rate)
     step = 0
     while step < steps:
@@ -147,8 +155,11 @@ def run_analysis(args: AnalysisArguments, data_args: DataArguments | None = None
         "heldout": [],
     }
     student_config = resolve_model_data_config(feed_student.student)
+    student_map_size = tuple(student_map_shape(feed_student.student, feed_student.feature_tap)[1:])
     for spec in args.heldout_teachers:
-        teacher = FrozenTeacher(load_teacher_model(spec), student_config, name=f"held-out ({spec})")
+        teacher = FrozenTeacher(
+            load_teacher_model(spec), student_config, name=f"held-out ({spec})", student_map_size=student_map_size
+        )
         connector = fit_heldout_connector(
             feed_student,
             teacher,
@@ -173,7 +184,7 @@ def run_analysis(args: AnalysisArguments, data_args: DataArguments | None = None
 
 
 def _run_data_arguments(run_dir: Path) -> DataArguments:
-    results_file = run_dir / "results.json"
+    results_file = run_dir / RESULTS_NAME
     if not results_file.is_file():
         raise ValueError(f"{run_dir} has no results.json; pass the dataset explicitly (--dataset ...)")
     recorded = {**json.loads(results_file.read_text())["data"], **read_local_sources(run_dir).get("data", {})}

@@ -19,11 +19,12 @@ from typing import Any
 import datasets
 import yaml
 
-from .config import FeedConfig
-from .data import DataArguments, load_image_splits
+from ..config import FeedConfig
+from ..data import DataArguments, load_image_splits
 from .evaluation import ensemble_top1
-from .jobs import baseline_config, read_results, train_model
-from .sequential import run_sequential
+from ..training import read_results, train_model
+from .jobs import baseline_config
+from ..sequential import run_sequential
 
 __all__ = ["ExperimentArguments", "parse_investigation", "run_experiment"]
 

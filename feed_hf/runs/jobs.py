@@ -1,0 +1,113 @@
+"""The teacher and baseline workflows: N CE teachers, and the CE / logit-KD / single-teacher-FEED baselines."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import datasets
+
+from ..config import FeedConfig
+from ..data import DataArguments, load_image_splits
+from ..sequential import SequentialArguments, run_sequential
+from ..training import train_model
+
+__all__ = [
+    "BaselineArguments",
+    "BaselineKind",
+    "TeacherArguments",
+    "baseline_config",
+    "run_baseline",
+    "run_parallel",
+    "run_sequential_generations",
+    "run_teachers",
+    "train_teachers",
+]
+
+BaselineKind = Literal["ce", "kd", "single_feed"]
+
+
+@dataclass
+class TeacherArguments:
+    teacher_seeds: list[int] = field(
+        default_factory=lambda: [1, 2, 3],
+        metadata={"help": "One teacher per seed (same architecture: FeedConfig.student), CE only."},
+    )
+
+
+@dataclass
+class BaselineArguments:
+    baseline: BaselineKind = field(
+        default="ce",
+        metadata={
+            "help": "'ce': CE only; 'kd': logit KD from the teachers' averaged logits (needs kd_weight > 0); "
+            "'single_feed': FEED from teachers[teacher_index] alone."
+        },
+    )
+    teacher_index: int = field(default=0, metadata={"help": "The teacher of the 'single_feed' baseline."})
+
+
+def train_teachers(
+    data_args: DataArguments, args: FeedConfig, seeds: list[int], splits: datasets.DatasetDict | None = None
+) -> list[dict[str, Any]]:
+    """N same-architecture teachers, CE only, one per seed, exported to `output_dir/teacher_{i}`."""
+    splits = splits if splits is not None else load_image_splits(data_args, seed=args.seed)
+    results = []
+    for index, seed in enumerate(seeds):
+        teacher_args = dataclasses.replace(
+            args,
+            output_dir=str(Path(args.output_dir) / f"teacher_{index}"),
+            seed=seed,
+            teachers=[],
+            hub_model_id=f"{args.hub_model_id}-teacher-{index}" if args.hub_model_id else None,
+        )
+        results.append(train_model(data_args, teacher_args, splits, task="teacher"))
+    return results
+
+
+def baseline_config(args: FeedConfig, kind: BaselineKind, teacher_index: int = 0) -> FeedConfig:
+    """The FeedConfig of a baseline: CE only, logit KD from the teacher ensemble, or FEED from one teacher."""
+    if kind == "ce":
+        return dataclasses.replace(args, teachers=[], kd_weight=0.0)
+    if not args.teachers:
+        raise ValueError(f"baseline {kind!r} needs teachers; set --teachers")
+    if kind == "kd":
+        if args.kd_weight <= 0:
+            raise ValueError("baseline 'kd' needs kd_weight > 0 (e.g. --kd_weight 1.0 --kd_temperature 4)")
+        return dataclasses.replace(args, feed_beta=[0.0])
+    if kind == "single_feed":
+        if not 0 <= teacher_index < len(args.teachers):
+            raise ValueError(f"teacher_index {teacher_index} is out of range for {len(args.teachers)} teachers")
+        return dataclasses.replace(
+            args,
+            teachers=[args.teachers[teacher_index]],
+            feed_beta=[args.betas(len(args.teachers))[teacher_index]],
+            teacher_feature_indices=[args.teacher_feature_index(teacher_index, len(args.teachers))],
+            teacher_feature_modules=args.teacher_feature_modules[teacher_index : teacher_index + 1],
+        )
+    raise ValueError(f"unknown baseline {kind!r}; choose 'ce', 'kd' or 'single_feed'")
+
+
+def run_teachers(data_args: DataArguments, args: FeedConfig, teacher_args: TeacherArguments) -> list[dict[str, Any]]:
+    """`feed-hf teachers` / recipes/train_teachers.py."""
+    return train_teachers(data_args, args, teacher_args.teacher_seeds)
+
+
+def run_parallel(data_args: DataArguments, args: FeedConfig) -> dict[str, Any]:
+    """`feed-hf parallel` / recipes/feed_parallel.py: one student, several frozen teachers."""
+    return train_model(data_args, args, task="pfeed")
+
+
+def run_sequential_generations(
+    data_args: DataArguments, args: FeedConfig, sequential_args: SequentialArguments
+) -> list[dict[str, Any]]:
+    """`feed-hf sequential` / recipes/feed_sequential.py."""
+    return run_sequential(data_args, args, sequential_args.num_generations)
+
+
+def run_baseline(data_args: DataArguments, args: FeedConfig, baseline_args: BaselineArguments) -> dict[str, Any]:
+    """`feed-hf baselines` / recipes/baselines.py."""
+    config = baseline_config(args, baseline_args.baseline, baseline_args.teacher_index)
+    return train_model(data_args, config, task=f"baseline_{baseline_args.baseline}")
