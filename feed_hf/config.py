@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-from timm.layers import get_act_layer, get_norm_layer
 from transformers import TrainingArguments
 
-from .checks import broadcast_per_teacher, check_layer_name, check_per_teacher
+from .checks import broadcast_per_teacher
+from .config_checks import check_feed_config
 from .field_types import check_field_value, field_specs
 
 __all__ = ["FeedConfig"]
@@ -276,7 +275,7 @@ class FeedConfig(TrainingArguments):
             logger.info("no accelerator: running the %s launched processes on CPU (gloo)", os.environ["WORLD_SIZE"])
             self.use_cpu = True
         super().__post_init__()
-        self._check_feed_fields()
+        check_feed_config(self)
 
     def _check_feed_field_types(self) -> None:
         """FeedConfig's own fields as their declared types (`feed_beta=500` -> [500.0]), as the CLI reads them.
@@ -288,64 +287,6 @@ class FeedConfig(TrainingArguments):
         for name, (annotation, default) in field_specs(FeedConfig).items():
             if name in own_fields:
                 setattr(self, name, check_field_value(name, annotation, getattr(self, name), default=default))
-
-    def _check_feed_fields(self) -> None:
-        num_teachers = len(self.teachers)
-        check_per_teacher("feed_beta", self.feed_beta, num_teachers)
-        check_per_teacher("teacher_feature_indices", self.teacher_feature_indices, num_teachers)
-        if num_teachers:  # teachers given as modules are counted when the trainer gets them
-            self._check_feature_modules(num_teachers)
-        for beta in self.feed_beta:
-            if not (math.isfinite(beta) and beta >= 0):
-                raise ValueError(f"feed_beta must be finite and >= 0, got {beta}")
-        if 0 < sum(beta == 0 for beta in self.feed_beta) < len(self.feed_beta):
-            raise ValueError(
-                f"feed_beta={self.feed_beta} mixes 0 and non-zero; drop the teachers you do not want to distil "
-                "from, or set every β to 0 for a logit-KD-only run"
-            )
-        if self.feed_p not in (1, 2):
-            raise ValueError(f"feed_p must be 1 (L1, the paper) or 2 (squared L2), got {self.feed_p}")
-        if self.teacher_dtype not in ("float32", "bfloat16", "float16"):
-            raise ValueError(f"teacher_dtype must be float32, bfloat16 or float16, got {self.teacher_dtype!r}")
-        if self.batch_augmentation not in ("none", "crop", "crop_flip"):
-            raise ValueError(f"batch_augmentation must be none, crop or crop_flip, got {self.batch_augmentation!r}")
-        if self.batch_augmentation != "none" and self.cache_teacher_features:
-            raise ValueError(
-                "cache_teacher_features caches maps of un-augmented images; it cannot be combined with "
-                f"batch_augmentation={self.batch_augmentation!r}"
-            )
-        if self.feed_reduction not in ("mean", "sum"):
-            raise ValueError(f"feed_reduction must be 'mean' or 'sum', got {self.feed_reduction!r}")
-        if self.input_size is not None and self.input_size < 8:
-            raise ValueError(f"input_size must be >= 8 pixels, got {self.input_size}")
-        if self.num_labels is not None and self.num_labels < 1:
-            raise ValueError(f"num_labels must be >= 1, got {self.num_labels}")
-        if self.connector_num_layers < 1:
-            raise ValueError(f"connector_num_layers must be >= 1, got {self.connector_num_layers}")
-        if self.connector_mid_channels is not None and self.connector_mid_channels < 1:
-            raise ValueError(f"connector_mid_channels must be >= 1 or None, got {self.connector_mid_channels}")
-        check_layer_name("connector_norm", self.connector_norm, get_norm_layer, allow_none=True)
-        check_layer_name("connector_activation", self.connector_activation, get_act_layer)
-        if not (math.isfinite(self.kd_weight) and self.kd_weight >= 0):
-            raise ValueError(f"kd_weight must be finite and >= 0, got {self.kd_weight}")
-        self._check_step_decay()
-        if not self.kd_temperature > 0:
-            raise ValueError(f"kd_temperature must be > 0, got {self.kd_temperature}")
-
-    def _check_step_decay(self) -> None:
-        if not self.lr_decay_epochs:
-            return
-        if self.lr_scheduler_type != "constant":
-            raise ValueError(
-                f"lr_decay_epochs={self.lr_decay_epochs} is a step schedule of its own; set lr_scheduler_type to "
-                f"'constant' (it is {self.lr_scheduler_type!r}) or drop lr_decay_epochs"
-            )
-        if self.max_steps > 0:
-            raise ValueError("lr_decay_epochs are epochs: train with num_train_epochs, not max_steps")
-        if sorted(self.lr_decay_epochs) != list(self.lr_decay_epochs) or self.lr_decay_epochs[0] <= 0:
-            raise ValueError(f"lr_decay_epochs must be increasing and > 0, got {self.lr_decay_epochs}")
-        if not 0 < self.lr_decay_rate <= 1:
-            raise ValueError(f"lr_decay_rate must be in (0, 1], got {self.lr_decay_rate}")
 
     def betas(self, num_teachers: int) -> list[float]:
         """feed_beta broadcast to one β per teacher."""
