@@ -1,23 +1,30 @@
-"""Where a model's distilled feature map is read: a timm `feature_info` index or a named module."""
+"""Where a model's distilled feature map is read: `forward_features`, a timm `feature_info` index, or a module."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from timm.models._features import feature_take_indices
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["FeatureTap", "common_spatial_size", "match_spatial_size", "probe_feature_shape"]
+__all__ = ["FINAL_MAP_INDEX", "FeatureTap", "common_spatial_size", "match_spatial_size", "probe_feature_shape"]
+
+# The feature index that means "the map forward_features returns", whatever the model's feature_info says.
+FINAL_MAP_INDEX = -1
 
 
 class FeatureTap:
     """Reads one feature map of `model` during its forward pass.
 
-    By default (`index=-1`) the map is the final pre-pool map, the one `forward_features` returns,
-    read through timm's `forward_intermediates` (works under `torch.compile` and gradient
-    checkpointing). `index` selects another entry of `model.feature_info`. Models without
-    `forward_intermediates` name a module instead (`module_name`) and the map is its output,
-    captured by a forward hook.
+    `index=-1` (the default) is the map `forward_features` returns, for every timm family: the input of
+    `forward_head` (ViT/DeiT: after the final norm, patch tokens laid out as `[B, C, H/p, W/p]` without the
+    class/register tokens; EfficientNet: the 1280-channel `conv_head` output; ConvNeXt, ResNet, RegNet,
+    MobileNetV3: the last stage's output). Any other index selects that entry of `model.feature_info`
+    through timm's `forward_intermediates` (negative indices count from its end). Both work under
+    `torch.compile` and gradient checkpointing. Models without them name a module instead (`module_name`)
+    and the map is its output, captured by a forward hook; it must be a `[B, C, H, W]` map.
     """
 
     def __init__(self, model: nn.Module, index: int = -1, module_name: str | None = None, role: str = "model") -> None:
@@ -26,13 +33,10 @@ class FeatureTap:
         self._captured: torch.Tensor | None = None
         if module_name is not None:
             self.index = None
-            modules = dict(model.named_modules())
-            if module_name not in modules:
-                raise ValueError(
-                    f"{role} has no module named {module_name!r}; pick one of its named modules, e.g. "
-                    f"{[name for name, _ in list(model.named_children())]}"
-                )
-            modules[module_name].register_forward_hook(self._capture)
+            _hook_module(model, module_name, role).register_forward_hook(self._capture)
+            return
+        if index == FINAL_MAP_INDEX and hasattr(model, "forward_features"):
+            self.index = FINAL_MAP_INDEX
             return
         if not hasattr(model, "forward_intermediates"):
             raise ValueError(
@@ -55,6 +59,9 @@ class FeatureTap:
         if self.module_name is not None:
             logits = model(pixel_values)
             return logits, self._take_captured()
+        if self.index == FINAL_MAP_INDEX:
+            features = model.forward_features(pixel_values)
+            return model.forward_head(features), _as_nchw(model, features, pixel_values.shape[-2:], self.role)
         final_map, intermediates = model.forward_intermediates(pixel_values, indices=[self.index])
         return model.forward_head(final_map), intermediates[0]
 
@@ -63,9 +70,54 @@ class FeatureTap:
         if self.module_name is not None:
             model(pixel_values)
             return self._take_captured()
+        if self.index == FINAL_MAP_INDEX:
+            return _as_nchw(model, model.forward_features(pixel_values), pixel_values.shape[-2:], self.role)
         return model.forward_intermediates(
             pixel_values, indices=[self.index], stop_early=True, intermediates_only=True
         )[0]
+
+
+def _hook_module(model: nn.Module, module_name: str, role: str) -> nn.Module:
+    if not module_name:  # "" is the model itself: its output is logits, never a feature map
+        raise ValueError(
+            f"{role} feature module is '' (empty); name a module whose output is a [B, C, H, W] map, e.g. "
+            f"{[name for name, _ in model.named_children()]}, or give a feature index instead"
+        )
+    modules = dict(model.named_modules())
+    if module_name not in modules:
+        raise ValueError(
+            f"{role} has no module named {module_name!r}; pick one of its named modules, e.g. "
+            f"{[name for name, _ in model.named_children()]}"
+        )
+    return modules[module_name]
+
+
+def _as_nchw(model: nn.Module, features: torch.Tensor, input_size: torch.Size, role: str) -> torch.Tensor:
+    """`forward_features`' output as `[B, C, H, W]`: NHWC maps permuted, ViT-style tokens laid out on their grid."""
+    if features.ndim == 4:
+        return features.permute(0, 3, 1, 2) if getattr(model, "output_fmt", "NCHW") == "NHWC" else features
+    if features.ndim != 3:
+        return features  # refused with the shape named by probe_feature_shape
+    patches = features[:, getattr(model, "num_prefix_tokens", 0) :]  # class/register tokens are not on the grid
+    height, width = _token_grid(model, tuple(input_size), patches.shape[1], role)
+    return patches.transpose(1, 2).reshape(patches.shape[0], patches.shape[2], height, width)
+
+
+def _token_grid(model: nn.Module, input_size: tuple[int, int], num_tokens: int, role: str) -> tuple[int, int]:
+    patch_embed = getattr(model, "patch_embed", None)
+    if getattr(model, "dynamic_img_size", False) and hasattr(patch_embed, "dynamic_feat_size"):
+        grid = tuple(patch_embed.dynamic_feat_size(input_size))
+    else:
+        grid = tuple(getattr(patch_embed, "grid_size", None) or ())
+    if len(grid) == 2 and grid[0] * grid[1] == num_tokens:
+        return grid
+    side = math.isqrt(num_tokens)
+    if side * side != num_tokens:
+        raise ValueError(
+            f"{role}: forward_features returns {num_tokens} patch tokens, which form no grid; pick a feature index "
+            "other than -1 or a module whose output is a [B, C, H, W] map"
+        )
+    return side, side
 
 
 def _absolute_index(model: nn.Module, index: int, role: str) -> int:
@@ -78,7 +130,7 @@ def _absolute_index(model: nn.Module, index: int, role: str) -> int:
     except AssertionError:
         raise ValueError(
             f"{role} feature index {index} is out of range: {type(model).__name__} has {num_maps} feature maps, "
-            f"valid indices are {-num_maps}..{num_maps - 1} (-1 = the final pre-pool map)."
+            f"valid indices are {-num_maps}..{num_maps - 1} (-1 = the map forward_features returns)."
         ) from None
     return absolute
 
@@ -95,10 +147,12 @@ def probe_feature_shape(model: nn.Module, tap: FeatureTap, input_size: tuple[int
         feature_map = tap.map_only(model, torch.zeros(1, *input_size, device=device, dtype=dtype))
     finally:
         model.train(was_training)
-    if feature_map.ndim != 4:
+    if not isinstance(feature_map, torch.Tensor) or feature_map.ndim != 4:
+        shape = tuple(feature_map.shape) if isinstance(feature_map, torch.Tensor) else type(feature_map).__name__
+        where = f"module {tap.module_name!r}" if tap.module_name is not None else f"feature index {tap.index}"
         raise ValueError(
-            f"{tap.role}'s feature map has shape {tuple(feature_map.shape)}; FEED needs a [B, C, H, W] map. "
-            "Pick a convolutional stage (feature index or module)."
+            f"{tap.role} ({where}): feature map has shape {shape}; FEED needs a [B, C, H, W] map. Pick a "
+            "convolutional stage (a feature index, or a module such as a stage or block)."
         )
     return feature_map.shape[1:]
 

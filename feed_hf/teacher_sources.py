@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import safetensors
 import safetensors.torch
@@ -28,17 +29,21 @@ from huggingface_hub.errors import (
 from huggingface_hub.file_download import repo_folder_name
 from torch import nn
 
+from .teacher_kwargs import adapt_state_dict, split_model_kwargs
+
 __all__ = [
     "HubTeacherError",
     "TeacherSourceError",
     "check_weights_fit",
     "choose_weights_file",
+    "load_adapted_state_dict",
     "load_checkpoint_state_dict",
     "load_folder_teacher",
     "load_hub_teacher",
     "pin_hub_revision",
     "pretrained_weights_overlay",
     "resolve_hub_files",
+    "split_model_kwargs",
     "weight_shapes",
 ]
 
@@ -55,6 +60,29 @@ class TeacherSourceError(ValueError):
 
 class HubTeacherError(TeacherSourceError):
     """A Hub teacher that cannot be resolved: missing repo or revision, Hub unreachable, not in the offline cache."""
+
+
+def load_adapted_state_dict(
+    spec: str, model: nn.Module, state_dict: dict[str, torch.Tensor], model_kwargs: dict[str, Any]
+) -> None:
+    """Load weights made for the architecture's own config into `model`, built with `model_kwargs`.
+
+    With keyword arguments, timm's own checkpoint filter of the architecture adapts the weights (e.g. a ViT's
+    position embedding resampled to a new `img_size`) and a classifier the model dropped (`num_classes=0`) is
+    left out; anything else that does not fit is one line naming the keyword arguments.
+    """
+    if model_kwargs:
+        state_dict = adapt_state_dict(model, state_dict)
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except RuntimeError as error:
+        if not model_kwargs:
+            raise
+        detail = str(error).strip().splitlines()[-1].strip()
+        raise TeacherSourceError(
+            f"teacher {spec!r}: its weights do not fit the model built with {model_kwargs} ({detail}); drop or "
+            "change those keyword arguments"
+        ) from None
 
 
 def choose_weights_file(spec: str, names: list[str], allow_pickle: bool) -> str:
@@ -151,9 +179,17 @@ def check_weights_fit(shapes: dict[str, tuple[int, ...]], model: nn.Module, prob
 
 
 def load_folder_teacher(
-    spec: str, folder: str | Path, allow_pickle: bool, weights_name: str | None = None
+    spec: str,
+    folder: str | Path,
+    allow_pickle: bool,
+    weights_name: str | None = None,
+    model_kwargs: dict[str, Any] | None = None,
 ) -> nn.Module:
-    """A timm-format folder (config.json + weights) as a model, checked on the meta device before it is built."""
+    """A timm-format folder (config.json + weights) as a model, checked on the meta device before it is built.
+
+    The weights are checked against the architecture config.json describes; `model_kwargs` (timm.create_model
+    keyword arguments) then build the model that is loaded (`load_adapted_state_dict`).
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise TeacherSourceError(f"teacher {spec!r}: folder {str(folder)!r} does not exist; check the path")
@@ -168,8 +204,8 @@ def load_folder_teacher(
         f"teacher {spec!r}: {weights_name} does not fit the {architecture!r} that config.json describes",
         "Fix config.json (architecture, num_classes, model_args) or use the folder/repo these weights belong to.",
     )
-    model = _build_from_config(spec, folder, architecture, device="cpu")
-    model.load_state_dict(load_checkpoint_state_dict(weights, allow_pickle), strict=True)
+    model = _build_from_config(spec, folder, architecture, device="cpu", model_kwargs=model_kwargs)
+    load_adapted_state_dict(spec, model, load_checkpoint_state_dict(weights, allow_pickle), model_kwargs or {})
     return model
 
 
@@ -200,20 +236,26 @@ def _read_architecture(spec: str, config_path: Path) -> str:
     return architecture
 
 
-def _build_from_config(spec: str, folder: Path, architecture: str, device: str) -> nn.Module:
+def _build_from_config(
+    spec: str, folder: Path, architecture: str, device: str, model_kwargs: dict[str, Any] | None = None
+) -> nn.Module:
     # No `pretrained=True`: timm would pick and read the weights file itself, bypassing the policy above.
     try:
         with torch.device(device):
-            return timm.create_model(f"local-dir:{folder}")
+            return timm.create_model(f"local-dir:{folder}", **(model_kwargs or {}))
     except (TypeError, ValueError, KeyError, RuntimeError, AssertionError) as error:
         raise TeacherSourceError(
             f"teacher {spec!r}: config.json does not describe a buildable {architecture!r} "
-            f"({type(error).__name__}: {error}); fix its model_args or re-export the teacher"
+            f"({type(error).__name__}: {error}); fix its model_args (or the ?key=value keyword arguments) or "
+            "re-export the teacher"
         ) from None
 
 
-def load_hub_teacher(spec: str, allow_pickle: bool) -> nn.Module:
-    """`hf-hub:ns/name[@revision]` as a model pinned to a commit; the pickle policy is decided before download."""
+def load_hub_teacher(spec: str, allow_pickle: bool, model_kwargs: dict[str, Any] | None = None) -> nn.Module:
+    """`hf-hub:ns/name[@revision]` as a model pinned to a commit; the pickle policy is decided before download.
+
+    Offline (HF_HUB_OFFLINE=1) a revision cached by an earlier run loads from the cache, nothing asked of the Hub.
+    """
     repo_id, _, revision = spec.removeprefix("hf-hub:").partition("@")
     sha, names = resolve_hub_files(spec, repo_id, revision or None)
     if "config.json" not in names:
@@ -228,7 +270,7 @@ def load_hub_teacher(spec: str, allow_pickle: bool) -> nn.Module:
     if Path(config_path).parent.name != sha:
         raise HubTeacherError(f"teacher {spec!r}: repo {repo_id!r} got a new commit while loading; retry")
     folder = Path(_hub_download(spec, repo_id, weights_name, sha)).parent  # the snapshot folder of that commit
-    model = load_folder_teacher(spec, folder, allow_pickle, weights_name)
+    model = load_folder_teacher(spec, folder, allow_pickle, weights_name, model_kwargs)
     model.pretrained_cfg.pop("file", None)  # a cache path, not the teacher's identity
     model.pretrained_cfg.update(hf_hub_id=f"{repo_id}@{sha}", source="hf-hub")
     return model

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
 from timm.data import resolve_model_data_config
 from torch import nn
+from torch.nn import functional as F
 
 from .features import FeatureTap, common_spatial_size, match_spatial_size, probe_feature_shape
 from .teacher_sources import (
     HubTeacherError,
     TeacherSourceError,
     check_weights_fit,
+    load_adapted_state_dict,
     load_checkpoint_state_dict,
     load_folder_teacher,
     load_hub_teacher,
     pin_hub_revision,
     pretrained_weights_overlay,
+    split_model_kwargs,
     weight_shapes,
 )
 
@@ -26,9 +30,12 @@ __all__ = [
     "FrozenTeacher",
     "HubTeacherError",
     "TeacherSourceError",
+    "check_kd_classes",
+    "fixed_input_size",
     "load_checkpoint_state_dict",
     "load_teacher_model",
     "pin_hub_revision",
+    "recorded_teacher_spec",
 ]
 
 
@@ -39,24 +46,45 @@ def load_teacher_model(spec: str, allow_pickle: bool = False) -> nn.Module:
     - `local-dir:PATH` or a plain `PATH` to a folder holding `config.json` (e.g. exported by feed-hf).
     - `NAME=CHECKPOINT`: a timm architecture plus a weights file.
     - `NAME`: a timm model that has pretrained weights of its own.
+    - any of these + `?key=value&…`: timm.create_model keyword arguments for this teacher, e.g.
+      `hf-hub:ns/vit?dynamic_img_size=true` or `?img_size=64` (the weights are adapted by timm's checkpoint
+      filter), `?num_classes=0` (headless: FEED needs no head).
 
     Every source reads `model.safetensors` when there is one; weights that exist only as a pickle
     (`.pth`/`.pt`/`.bin`/`.ckpt`) need `allow_pickle` and are then read with `weights_only=True`. Weights are
     checked against the architecture on the meta device, so a model they cannot fill is never built.
     """
-    if spec.startswith("hf-hub:"):
-        return load_hub_teacher(spec, allow_pickle)
-    if spec.startswith("local-dir:"):
-        return load_folder_teacher(spec, spec.removeprefix("local-dir:"), allow_pickle)
-    if Path(spec).is_dir():  # before NAME=CHECKPOINT: a folder's name may hold '='
+    if Path(spec).is_dir():  # a folder whose name looks like keyword arguments is still that folder
         return load_folder_teacher(spec, spec, allow_pickle)
+    spec, model_kwargs = split_model_kwargs(spec)
+    if spec.startswith("hf-hub:"):
+        return load_hub_teacher(spec, allow_pickle, model_kwargs)
+    if spec.startswith("local-dir:"):
+        return load_folder_teacher(spec, spec.removeprefix("local-dir:"), allow_pickle, model_kwargs=model_kwargs)
+    if Path(spec).is_dir():  # before NAME=CHECKPOINT: a folder's name may hold '='
+        return load_folder_teacher(spec, spec, allow_pickle, model_kwargs=model_kwargs)
     if "=" in spec:
         name, checkpoint = spec.split("=", 1)
-        return _model_from_checkpoint(name, checkpoint, allow_pickle)
-    return _pretrained_timm_model(spec, allow_pickle)
+        return _model_from_checkpoint(name, checkpoint, allow_pickle, model_kwargs)
+    return _pretrained_timm_model(spec, allow_pickle, model_kwargs)
 
 
-def _pretrained_timm_model(name: str, allow_pickle: bool = False) -> nn.Module:
+def recorded_teacher_spec(spec: str, resolved: dict[str, Any] | None) -> str:
+    """The spec that reloads a recorded teacher exactly: a Hub teacher at the commit its run used.
+
+    `resolved` is the teacher's `resolved_teachers` entry of feed_config.json, whose `source` names a Hub
+    teacher as `hf-hub:ns/name@<sha>`; the spec's own `?key=value` keyword arguments are kept.
+    """
+    source = (resolved or {}).get("source") or ""
+    base, _ = split_model_kwargs(spec)
+    if base.startswith("hf-hub:") and source.startswith("hf-hub:") and "@" in source:
+        return source + spec[len(base) :]
+    return spec
+
+
+def _pretrained_timm_model(
+    name: str, allow_pickle: bool = False, model_kwargs: dict[str, Any] | None = None
+) -> nn.Module:
     if not timm.is_model(name.split(".")[0]):
         raise ValueError(
             f"teacher {name!r} is neither a timm model name, an existing folder, 'hf-hub:ns/name' nor "
@@ -76,10 +104,12 @@ def _pretrained_timm_model(name: str, allow_pickle: bool = False) -> nn.Module:
             f"Give its weights: '{name}=path/to/model.safetensors', or a folder exported by feed-hf."
         )
     overlay = pretrained_weights_overlay(name, pretrained_cfg, allow_pickle)
-    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay or None)
+    return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=overlay or None, **(model_kwargs or {}))
 
 
-def _model_from_checkpoint(name: str, checkpoint: str, allow_pickle: bool) -> nn.Module:
+def _model_from_checkpoint(
+    name: str, checkpoint: str, allow_pickle: bool, model_kwargs: dict[str, Any] | None = None
+) -> nn.Module:
     if not timm.is_model(name):
         raise ValueError(f"teacher architecture {name!r} (in {name}={checkpoint}) is not a timm model name")
     if not Path(checkpoint).is_file():
@@ -94,10 +124,10 @@ def _model_from_checkpoint(name: str, checkpoint: str, allow_pickle: bool) -> nn
     check_weights_fit(
         shapes, shell, f"checkpoint {checkpoint!r} does not fit {name!r}", "Is it the right architecture?"
     )
-    model = timm.create_model(name)
-    if num_classes != model.num_classes:
-        model.reset_classifier(num_classes)
-    model.load_state_dict(load_checkpoint_state_dict(checkpoint, allow_pickle), strict=True)
+    model = timm.create_model(name, **{"num_classes": num_classes, **(model_kwargs or {})})
+    load_adapted_state_dict(
+        f"{name}={checkpoint}", model, load_checkpoint_state_dict(checkpoint, allow_pickle), model_kwargs or {}
+    )
     return model
 
 
@@ -106,7 +136,13 @@ class FrozenTeacher(nn.Module):
 
     The student's normalised pixels are re-normalised to the teacher's mean/std by a fixed affine
     map, x_T = x_S·(σ_S/σ_T) + (μ_S − μ_T)/σ_T, so each network sees the pixels it was trained on.
-    Its `num_classes` may differ from the student's: features are what is distilled.
+    Its `num_classes` may differ from the student's (or be 0, headless): features are what is distilled.
+
+    Resolution: the teacher runs at `input_size` (px) when given, else at the size its model only accepts
+    (a ViT without `dynamic_img_size`: its patch embedding's `img_size`, asked of the model, not of its
+    pretrained cfg), else at the batch's own size. A size other than the batch's resizes the re-normalised
+    batch on its device (bilinear, antialiased) for this teacher alone; its map is then pooled to the
+    compared H×W as any other.
 
     Speed options: `autocast_dtype` runs the teacher under autocast (bf16/fp16; the FEED loss is
     still computed in fp32), `channels_last` converts weights and input, `compile` wraps the feature
@@ -124,19 +160,24 @@ class FrozenTeacher(nn.Module):
         channels_last: bool = False,
         compile: bool = False,
         student_map_size: tuple[int, int] | None = None,
+        input_size: int | None = None,
     ) -> None:
         super().__init__()
         self.model = model.requires_grad_(False)
         self.name = name
         self.feature_tap = FeatureTap(model, feature_index, feature_module, role=name)
         teacher_data_config = resolve_model_data_config(model)
-        _check_input_size(name, teacher_data_config, student_data_config, model)
         _check_channels(name, teacher_data_config, student_data_config)
+        student_hw = tuple(student_data_config["input_size"][1:])
+        # None: the batch's own size (no resize); decided once, like compare_size.
+        self.input_size: tuple[int, int] | None = _teacher_input_size(name, model, input_size, student_hw)
         scale, shift = _renormalization(student_data_config, teacher_data_config)
         self.renormalizes = bool((scale != 1).any() or (shift != 0).any())
         self.register_buffer("input_scale", scale, persistent=False)
         self.register_buffer("input_shift", shift, persistent=False)
-        self.feature_shape = probe_feature_shape(model, self.feature_tap, tuple(student_data_config["input_size"]))
+        self.feature_shape = _probe(
+            name, model, self.feature_tap, (student_data_config["input_size"][0], *(self.input_size or student_hw))
+        )
         # Decided once, here: the H×W this teacher's map is compared at (the smaller of its own and the student's).
         own_size = tuple(self.feature_shape[1:])
         self.compare_size: tuple[int, int] = (
@@ -163,6 +204,10 @@ class FrozenTeacher(nn.Module):
         if self.renormalizes:
             pixel_values = pixel_values * self.input_scale.to(pixel_values.dtype) + self.input_shift.to(
                 pixel_values.dtype
+            )
+        if self.input_size is not None and tuple(pixel_values.shape[-2:]) != self.input_size:
+            pixel_values = F.interpolate(
+                pixel_values, size=self.input_size, mode="bilinear", align_corners=False, antialias=True
             )
         pixel_values = pixel_values.contiguous(memory_format=self.memory_format)
         with torch.autocast(
@@ -198,11 +243,57 @@ def _check_channels(name: str, teacher_config: dict, student_config: dict) -> No
         )
 
 
-def _check_input_size(name: str, teacher_config: dict, student_config: dict, model: nn.Module) -> None:
-    fixed = getattr(model, "pretrained_cfg", {}).get("fixed_input_size", False)
-    if fixed and tuple(teacher_config["input_size"]) != tuple(student_config["input_size"]):
+def check_kd_classes(teachers: list[FrozenTeacher], student_classes: int | None, kd_weight: float) -> None:
+    """Logit KD compares class scores: refuse, before any step, a teacher whose classes are not the student's.
+
+    FEED alone (kd_weight=0) never reads a teacher's head, so any class count (or none) is fine then.
+    """
+    if kd_weight <= 0 or student_classes is None:
+        return
+    for teacher in teachers:
+        teacher_classes = getattr(teacher.model, "num_classes", None)
+        if teacher_classes != student_classes:
+            raise ValueError(
+                f"kd_weight={kd_weight} (logit KD) needs teachers with the student's {student_classes} classes, but "
+                f"{teacher.name} has {teacher_classes}; set kd_weight=0 (FEED only), or use teachers trained on the "
+                "same classes"
+            )
+
+
+def fixed_input_size(model: nn.Module) -> tuple[int, int] | None:
+    """The H×W `model` only accepts, asked of the model itself: a ViT-style patch embedding built with a
+    strict `img_size` and no `dynamic_img_size`. None when any size works (convnets, dynamic ViTs)."""
+    patch_embed = getattr(model, "patch_embed", None)
+    img_size = getattr(patch_embed, "img_size", None)
+    if (
+        img_size is None
+        or getattr(model, "dynamic_img_size", False)
+        or not getattr(patch_embed, "strict_img_size", True)
+    ):
+        return None
+    return tuple(img_size)
+
+
+def _teacher_input_size(
+    name: str, model: nn.Module, requested: int | None, student_size: tuple[int, int]
+) -> tuple[int, int] | None:
+    fixed = fixed_input_size(model)
+    if not requested:  # None or 0: the size the model only accepts, else the batch's (None)
+        return fixed if fixed != tuple(student_size) else None
+    if fixed is not None and fixed != (requested, requested):
         raise ValueError(
-            f"{name} only accepts {tuple(teacher_config['input_size'])} inputs but the student is fed "
-            f"{tuple(student_config['input_size'])}; pick a teacher without a fixed input size or train the "
-            "student at the teacher's resolution"
+            f"{name} only accepts {fixed[0]}x{fixed[1]} inputs (its patch embedding) but teacher_input_sizes asks "
+            f"{requested}; set that entry to {fixed[0]} or 0, or build it with '?dynamic_img_size=true' on its spec"
         )
+    return None if (requested, requested) == tuple(student_size) else (requested, requested)
+
+
+def _probe(name: str, model: nn.Module, tap: FeatureTap, input_size: tuple[int, int, int]) -> torch.Size:
+    try:
+        return probe_feature_shape(model, tap, input_size)
+    except (RuntimeError, AssertionError) as error:  # the model's own refusal of this size
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"{name} cannot take {input_size} inputs ({detail}); give its native size in teacher_input_sizes, or "
+            "build it with '?dynamic_img_size=true' (or '?img_size=N') on its spec"
+        ) from None

@@ -14,15 +14,15 @@ from timm.data import resolve_model_data_config
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..files import RESULTS_NAME
 from ..connectors import FeedConnector
-from ..features import FeatureTap
 from ..data import DataArguments, load_image_splits
 from ..export import CONNECTORS_NAME, FEED_CONFIG_NAME
+from ..features import FeatureTap
+from ..files import RESULTS_NAME
 from ..losses import feed_distance
 from ..modeling import FeedStudent, build_feed_student, student_map_shape
 from ..portable import read_local_sources
-from ..teachers import FrozenTeacher, load_teacher_model
+from ..teachers import FrozenTeacher, load_teacher_model, recorded_teacher_spec
 from ..transforms import build_transform, with_pixel_values
 
 __all__ = ["AnalysisArguments", "fit_heldout_connector", "load_feed_run", "reconstruction_errors", "run_analysis"]
@@ -55,14 +55,17 @@ def load_feed_run(run_dir: str | Path) -> tuple[FeedStudent, list[FrozenTeacher]
     data_config = resolve_model_data_config(student)
     tap = FeatureTap(student, feed["student_feature_index"], feed["student_feature_module"], role="student")
     student_map_size = tuple(student_map_shape(student, tap)[1:])
+    input_sizes = feed.get("teacher_input_sizes") or [None]
     teachers = [
         FrozenTeacher(
-            load_teacher_model(spec),
+            # A Hub teacher at the commit the run used (resolved_teachers), not the repo's current one.
+            load_teacher_model(recorded_teacher_spec(spec, resolved)),
             data_config,
             feature_index=_or_last(resolved["feature_index"]),
             feature_module=resolved["feature_module"],
             name=f"teacher {i} ({spec})",
             student_map_size=student_map_size,
+            input_size=input_sizes[i] if len(input_sizes) > 1 else input_sizes[0],
         )
         for i, (spec, resolved) in enumerate(zip(feed["teachers"], feed["resolved_teachers"], strict=True))
     ]
