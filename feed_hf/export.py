@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import safetensors.torch
+import torch
+from timm.data import resolve_model_data_config
 from timm.models import save_for_hf
 from torch import nn
 
@@ -46,6 +48,20 @@ VERSIONS_DIR = ".feed-export"
 _CURRENT = "current"
 _PARTIAL_SUFFIX = ".partial"
 _LEGACY_STAGING_PREFIX = ".export-"  # staging folders of feed-hf 0.1 exports
+# The pretrained_cfg keys an export keeps (plus first_conv/classifier when true): what a pipeline user needs.
+_TRUE_CFG_KEYS = (
+    "input_size",
+    "fixed_input_size",
+    "interpolation",
+    "crop_pct",
+    "crop_mode",
+    "mean",
+    "std",
+    "num_classes",
+    "custom_load",
+    "label_names",
+    "label_descriptions",
+)
 
 
 def export_student(
@@ -103,8 +119,12 @@ def _write_student_files(
     folder: Path, student: nn.Module, feed_config: dict, label_names: list[str] | None, connectors: nn.Module | None
 ) -> None:
     model_config = {"label_names": list(label_names)} if label_names else None
-    save_for_hf(student, folder, model_config=model_config, safe_serialization=True)
+    # The eval preprocessing training used (the student's cfg, as feed_hf.resolution decided it) replaces the
+    # source checkpoint's test-time recommendations: pipeline() then preprocesses exactly as evaluation did.
+    data_config = resolve_model_data_config(student)
+    save_for_hf(student, folder, model_config=model_config, safe_serialization=True, data_config=data_config)
     _drop_num_classes_model_arg(folder / MODEL_CONFIG_NAME)
+    _keep_true_pretrained_cfg(folder / MODEL_CONFIG_NAME, student)
     (folder / FEED_CONFIG_NAME).write_text(json.dumps(feed_config, indent=2, default=str))
     if connectors is not None and len(connectors):
         state = {key: value.contiguous() for key, value in connectors.state_dict().items()}
@@ -112,6 +132,23 @@ def _write_student_files(
     for file in folder.iterdir():  # durable before the switch makes them the export
         with open(file, "rb") as handle:
             os.fsync(handle.fileno())
+
+
+def _keep_true_pretrained_cfg(config_path: Path, student: nn.Module) -> None:
+    """config.json's `pretrained_cfg` reduced to what is true of this student: its eval preprocessing, its classes,
+    and `first_conv`/`classifier` only when those modules exist with weights. A source checkpoint's tag, Hub id,
+    URL, pool size, licence and papers described other weights."""
+    config = json.loads(config_path.read_text())
+    source = config.get("pretrained_cfg", {})
+    kept = {key: source[key] for key in _TRUE_CFG_KEYS if key in source}
+    modules = dict(student.named_modules())
+    for key in ("first_conv", "classifier"):
+        names = source.get(key)
+        names_list = [names] if isinstance(names, str) else list(names or [])
+        if names_list and all(isinstance(getattr(modules.get(n), "weight", None), torch.Tensor) for n in names_list):
+            kept[key] = names
+    config["pretrained_cfg"] = kept
+    config_path.write_text(json.dumps(config, indent=2))
 
 
 def _switch_current(output_dir: Path, version: Path) -> bool:
