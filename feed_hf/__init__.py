@@ -22,6 +22,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 _LAZY_EXPORTS = {
     "FeedConfig": "config",
     "FeedConnector": "connectors",
+    "DataArguments": "data",
     "export_student": "export",
     "FeatureTap": "features",
     "ensemble_kd_loss": "losses",
@@ -33,9 +34,12 @@ _LAZY_EXPORTS = {
     "FrozenTeacher": "teachers",
     "load_teacher_model": "teachers",
     "FeedTrainer": "trainer",
+    "SequentialArguments": "sequential",
+    "run_sequential": "sequential",
 }
 
 __all__ = [  # the lazy exports above, plus what is imported eagerly
+    "DataArguments",
     "FeatureTap",
     "FeedConfig",
     "FeedConnector",
@@ -43,6 +47,7 @@ __all__ = [  # the lazy exports above, plus what is imported eagerly
     "FeedStudentOutput",
     "FeedTrainer",
     "FrozenTeacher",
+    "SequentialArguments",
     "__version__",
     "build_feed_student",
     "ensemble_kd_loss",
@@ -51,15 +56,18 @@ __all__ = [  # the lazy exports above, plus what is imported eagerly
     "feed_loss",
     "load_teacher_model",
     "models",
+    "run_sequential",
 ]
 
 if TYPE_CHECKING:  # what static tools and IDEs see
     from .config import FeedConfig
     from .connectors import FeedConnector
+    from .data import DataArguments
     from .export import export_student
     from .features import FeatureTap
     from .losses import ensemble_kd_loss, feed_distance, feed_loss
     from .modeling import FeedStudent, FeedStudentOutput, build_feed_student
+    from .sequential import SequentialArguments, run_sequential
     from .teachers import FrozenTeacher, load_teacher_model
     from .trainer import FeedTrainer
 

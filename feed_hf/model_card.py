@@ -8,16 +8,24 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub import ModelCard, constants
 
+from .card_metadata import card_metadata, dataset_label
 from .export import write_export_file
 from .files import CARD_NAME, FEED_CONFIG_NAME, MODEL_CONFIG_NAME, RESULTS_NAME
 from .portable import portable_dataset, portable_teacher_source
 
-__all__ = ["CARD_TEMPLATE", "CardArguments", "render_model_card", "write_model_card", "write_model_card_from_results"]
+__all__ = [
+    "CARD_TEMPLATE",
+    "CardArguments",
+    "epoch_rows",
+    "hyperparameter_rows",
+    "render_model_card",
+    "write_model_card",
+    "write_model_card_from_results",
+]
 
 CARD_TEMPLATE = resources.files("feed_hf") / "templates" / "model_card.md"
-_EMBEDDED_DATASET_NAMES = {"digits": "scikit-learn digits (8×8 handwritten digits)"}
 
 
 def render_model_card(
@@ -32,33 +40,28 @@ def render_model_card(
     config = json.loads((export_dir / MODEL_CONFIG_NAME).read_text())
     feed = json.loads((export_dir / FEED_CONFIG_NAME).read_text())
     metrics = results.get("metrics", {})
-    dataset = portable_dataset(results.get("data", {}).get("dataset", "")) or ""
+    data = {**(results.get("data") or {}), "dataset": portable_dataset((results.get("data") or {}).get("dataset"))}
     teachers = [_teacher_row(spec, resolved) for spec, resolved in _zip_teachers(feed)]
     architecture = config["architecture"]
     name = repo_id.split("/")[-1] if repo_id else export_dir.resolve().name  # a folder's name, never its path
-    card_data = ModelCardData(
-        library_name="timm",
-        pipeline_tag="image-classification",
-        license="apache-2.0",
-        tags=["image-classification", "timm", "feed", "knowledge-distillation", "feed-hf"],
-        datasets=[dataset] if _is_hub_id(dataset) else None,
-        base_model=[t["source"].removeprefix("hf-hub:").split("@")[0] for t in teachers if t["is_hub"]] or None,
-        model_name=name,
-        eval_results=_eval_results(metrics, dataset) or None,
-    )
+    baseline_top1 = baseline_top1 if baseline_top1 is not None else results.get("baseline_top1")
     return ModelCard.from_template(
-        card_data,
+        card_metadata(results, feed, name),
         template_path=str(CARD_TEMPLATE),
         model_name=name,
-        summary=_summary(architecture, teachers, dataset, metrics, feed, results.get("task", "")),
+        summary=_summary(architecture, teachers, dataset_label(data), metrics, feed, results.get("task", "")),
         architecture=architecture,
         num_parameters=f"{results.get('num_parameters', 0):,}",
         num_classes=config.get("num_classes"),
         input_size="×".join(str(s) for s in config.get("pretrained_cfg", {}).get("input_size", [])[1:]),
         loss_description=_loss_description(feed, teachers),
         teachers=teachers,
-        training_rows=_training_rows(results),
-        eval_description=_eval_description(dataset, results.get("data", {})),
+        base_model=results.get("base_model"),
+        license_line=_license_line(results.get("license") or {}),
+        hyperparameter_rows=hyperparameter_rows(results),
+        run_rows=_run_rows(results),
+        epoch_rows=epoch_rows(results.get("log_history") or []),
+        eval_description=_eval_description(data),
         result_rows=_result_rows(metrics, teachers, baseline_top1),
         needs_import=architecture.endswith("_cifar"),
         timm_id=f"hf-hub:{repo_id}" if repo_id else f"local-dir:{name}",
@@ -99,42 +102,29 @@ def _zip_teachers(feed: dict) -> list[tuple[str, dict]]:
 
 
 def _teacher_row(spec: str, resolved: dict) -> dict[str, Any]:
-    is_hub = spec.startswith("hf-hub:")
+    hub_id, revision = resolved.get("hf_hub_id"), resolved.get("revision")
+    source = spec if spec.startswith("hf-hub:") else portable_teacher_source(spec).removeprefix("local-dir:")
+    if hub_id:  # linked, at the commit its weights came from
+        source = f"[{hub_id}]({constants.ENDPOINT}/{hub_id}/tree/{revision or constants.DEFAULT_REVISION})"
     return {
-        "source": spec if is_hub else portable_teacher_source(spec).removeprefix("local-dir:"),
+        "source": source,
         "architecture": resolved.get("architecture", "?"),
-        "revision": resolved.get("revision"),
+        "revision": revision,
         "top1": resolved.get("top1"),
-        "is_hub": is_hub,
     }
 
 
-def _is_hub_id(dataset: str) -> bool:
-    return dataset.count("/") == 1 and not dataset.startswith((".", "/", "~")) and not Path(dataset).exists()
-
-
-def _dataset_label(dataset: str) -> str:
-    return _EMBEDDED_DATASET_NAMES.get(dataset, dataset or "?")
-
-
-def _eval_description(dataset: str, data: dict) -> str:
+def _eval_description(data: dict) -> str:
     size = f", {data['num_eval']:,} images" if data.get("num_eval") else ""
-    return f"{_dataset_label(dataset)} ({data.get('eval_split') or 'held-out'} split{size})"
+    config = f", config `{data['dataset_config_name']}`" if data.get("dataset_config_name") else ""
+    return f"{dataset_label(data)} ({data.get('eval_split') or 'held-out'} split{config}{size})"
 
 
-def _eval_results(metrics: dict, dataset: str) -> list[EvalResult]:
-    return [
-        EvalResult(
-            task_type="image-classification",
-            dataset_type=dataset if _is_hub_id(dataset) else _dataset_label(dataset),
-            dataset_name=_dataset_label(dataset),
-            metric_type="accuracy",
-            metric_name=f"{key.removeprefix('eval_')} accuracy (%)",
-            metric_value=round(metrics[key], 2),
-        )
-        for key in ("eval_top1", "eval_top5")
-        if key in metrics
-    ]
+def _license_line(license_record: dict) -> str:
+    if license_record.get("id"):
+        chosen = "chosen with `model_license`" if license_record.get("source") == "model_license" else None
+        return f"`{license_record['id']}` ({chosen or 'the licence all the teachers share'})."
+    return f"not chosen: {license_record.get('reason') or 'set model_license'}."
 
 
 def _summary(architecture: str, teachers: list[dict], dataset: str, metrics: dict, feed: dict, task: str) -> str:
@@ -146,7 +136,7 @@ def _summary(architecture: str, teachers: list[dict], dataset: str, metrics: dic
         taught_by = f" ({method}, the previous generation)" if teachers else f", {method}"
         method = f"generation {generation} of sequential FEED{taught_by}"
     return (
-        f"A `{architecture}`, {method}, on {_dataset_label(dataset)}{accuracy}. "
+        f"A `{architecture}`, {method}, on {dataset}{accuracy}. "
         "Trained with [feed-hf](https://github.com/feed-hf/feed-hf)."
     )
 
@@ -186,27 +176,53 @@ def _connector_description(feed: dict) -> str:
     )
 
 
-def _training_rows(results: dict) -> list[tuple[str, Any]]:
+def hyperparameter_rows(results: dict) -> list[tuple[str, Any]]:
+    """transformers' TrainingSummary hyperparameters as recorded, or those of results.json's config (older runs)."""
+    if results.get("hyperparameters"):
+        return list(results["hyperparameters"].items())
     config = results.get("config", {})
-    keys = (
-        "num_train_epochs",
-        "max_steps",
-        "per_device_train_batch_size",
-        "learning_rate",
-        "optim",
-        "lr_scheduler_type",
-        "weight_decay",
-        "warmup_steps",
-        "seed",
-    )
-    rows = [(key, config[key]) for key in keys if key in config and config[key] not in (None, -1)]
-    # transformers 5 takes a warm-up fraction in warmup_steps when it is below 1.
-    rows = [("warmup (fraction of steps)" if k == "warmup_steps" and 0 < v < 1 else k, v) for k, v in rows]
-    rows.append(("training examples", results.get("data", {}).get("num_train")))
-    rows.append(("hardware", results.get("hardware", "?")))
-    rows.append(("wall time (s)", results.get("wall_time_s")))
-    rows.append(("versions", ", ".join(f"{k} {v}" for k, v in results.get("versions", {}).items())))
-    return rows
+    keys = ("learning_rate", "per_device_train_batch_size", "seed", "optim", "lr_scheduler_type", "num_train_epochs")
+    return [(key, config[key]) for key in keys if config.get(key) not in (None, -1)]
+
+
+def _run_rows(results: dict) -> list[tuple[str, Any]]:
+    data = results.get("data", {})
+    rows = [
+        ("training examples", data.get("num_train")),
+        ("evaluation examples", data.get("num_eval")),
+        ("images skipped as undecodable", sum((data.get("skipped_images") or {}).values()) or None),
+        ("processes (world size)", results.get("world_size")),
+        ("mixed precision", results.get("mixed_precision")),
+        ("hardware", results.get("hardware")),
+        ("wall time (s)", results.get("wall_time_s")),
+        ("code version", results.get("code_version")),
+        ("versions", ", ".join(f"{k} {v}" for k, v in (results.get("versions") or {}).items()) or None),
+    ]
+    return [(key, value) for key, value in rows if value is not None]
+
+
+def epoch_rows(log_history: list[dict]) -> list[dict[str, str]]:
+    """One row per evaluation the Trainer logged (epoch, step, last training loss, eval loss, top-1, top-5), or
+    one row of the end of training when it never evaluated."""
+    rows, training_loss, last = [], None, {}
+    for entry in log_history:
+        training_loss = entry.get("loss", training_loss)
+        last = entry if "step" in entry else last
+        if "eval_loss" in entry and _epoch_row(entry, training_loss) not in rows[-1:]:  # e.g. last epoch's eval
+            rows.append(_epoch_row(entry, training_loss))  # and evaluate() after train(): one row
+    return rows or ([_epoch_row(last, training_loss)] if last else [])
+
+
+def _epoch_row(entry: dict, training_loss: float | None) -> dict[str, str]:
+    epoch = entry.get("epoch")
+    return {
+        "epoch": "—" if epoch is None else f"{epoch:.2f}",
+        "step": str(entry.get("step", "—")),
+        "training_loss": "—" if training_loss is None else f"{training_loss:.4f}",
+        "eval_loss": "—" if entry.get("eval_loss") is None else f"{entry['eval_loss']:.4f}",
+        "top1": _format(entry.get("eval_top1")),
+        "top5": _format(entry.get("eval_top5")),
+    }
 
 
 def _format(value: float | None) -> str:

@@ -1,9 +1,10 @@
 """Train one model from a dataset, end to end: one code path and one record for the Python API, CLI and recipes.
 
-`train_model` loads the data, builds the student and its transforms, trains with `FeedTrainer` (which exports the
-student when training ends), evaluates, and writes the record beside the export: `results.json` and the model
-card, both built from the Trainer's state. Anything after the export that fails is recorded as unknown and makes
-the run fail (`RunIncompleteError`), without costing the model.
+`train_model` loads the data, builds the student and its transforms, attaches the data facts to a `FeedTrainer`
+(which exports the student and writes its record when training ends, and rewrites the record when it evaluates),
+and evaluates: `results.json` and the model card come from the Trainer's state, as from the Python API. Anything
+after the export that fails is recorded as unknown and makes the run fail (`RunIncompleteError`), without costing
+the model.
 """
 
 from __future__ import annotations
@@ -18,19 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from timm.data import resolve_model_data_config
 from transformers import set_seed
 
 from .checkpoints import last_complete_checkpoint
 from .config import FeedConfig
-from .data import DataArguments, load_image_splits
-from .export import write_export_file
+from .data import EMBEDDED_DATASETS, DataArguments, load_image_splits
 from .files import RESULTS_NAME
-from .model_card import write_model_card
-from .portable import portable_data_arguments, portable_training_arguments, write_local_sources
-from .record import code_version, hardware_description, library_versions, recorded_teacher_top1
-from .trainer import FeedTrainer, create_student
-from .transforms import build_transform, with_pixel_values
+from .label_free import check_label_free_setup, enable_label_free_evaluation
+from .pixel_values import run_class_names, to_pixel_values
+from .portable import write_local_sources
+from .resolution import image_split_size, resolve_student_input_size
+from .run_record import build_run_record
+from .streams import check_streaming_steps, refuse_stream_teacher_outputs
+from .students import create_student
+from .trainer import FeedTrainer
 
 __all__ = ["RunIncompleteError", "build_trainer", "read_results", "train_model"]
 
@@ -46,86 +48,84 @@ def train_model(
 ) -> dict[str, Any]:
     """Train one student (a teacher when `args.teachers` is empty), evaluate, export to `args.output_dir`.
 
-    Writes the exported student, its `README.md` model card and `results.json` (resolved config,
-    versions, seed, metrics, wall time, log history). Returns what results.json holds.
+    Writes the exported student, its `README.md` model card and `results.json` (resolved config, versions, seed,
+    metrics, wall time, log history): the trainer's own record (`FeedTrainer.write_record`), with the data facts
+    attached here. Returns what results.json holds.
     """
     started = time.perf_counter()
     splits = splits if splits is not None else load_image_splits(data_args, seed=args.seed)
     trainer = build_trainer(data_args, args, splits)
-    train_output = trainer.train(resume_from_checkpoint=_resume_checkpoint(args))  # ends with the export
+    trainer.data_record = _data_record(data_args, splits)
+    trainer.run_task, trainer.run_started, trainer.card_baseline_top1 = task, started, baseline_top1
+    trainer.train(resume_from_checkpoint=_resume_checkpoint(args))  # ends with the export and its record
     failures: list[str] = []
-    metrics = _optional_step("evaluation", trainer.evaluate, failures) or {}
-    results = {
-        "task": task,
-        "metrics": metrics,
-        "train_metrics": train_output.metrics,
-        **_run_facts(trainer, started),
-        # Portable when recorded: a Hub id or a folder's name, never a path of this machine nor a token.
-        "data": {
-            **portable_data_arguments(dataclasses.asdict(data_args)),
-            "num_train": len(splits["train"]),
-            "num_eval": len(splits["eval"]),
-            "skipped_images": getattr(splits, "skipped_images", {}),  # undecodable_images="skip"
-        },
-        "config": portable_training_arguments(args.to_dict()),
-        "feed": _with_teacher_accuracy(trainer.feed_record(), args.teachers),
-        "log_history": trainer.state.log_history,
-    }
-    _write_record(data_args, args, results, failures, baseline_top1)
-    if args.push_to_hub:
-        trainer.push_to_hub(commit_message=f"Upload {task} trained with feed-hf")
-    return results
-
-
-def build_trainer(data_args: DataArguments, args: FeedConfig, splits: datasets.DatasetDict) -> FeedTrainer:
-    """A FeedTrainer for `args.student` on `splits` (`image`/`label`), with the student's own transforms."""
-    class_names = splits["train"].features["label"].names
-    set_seed(args.seed)
-    student = create_student(args, len(class_names))
-    data_config = resolve_model_data_config(student)
-    in_chans = data_config["input_size"][0]
-    # batch_augmentation crops and flips inside the training step: the loader stays deterministic
-    augment = data_args.augmentation and args.batch_augmentation == "none"
-    train_transform = build_transform(data_config, augment, data_args.horizontal_flip)
-    return FeedTrainer(
-        model=student,
-        args=args,
-        train_dataset=with_pixel_values(splits["train"], train_transform, in_chans),
-        eval_dataset=with_pixel_values(splits["eval"], build_transform(data_config, False), in_chans),
-        class_names=class_names,
-    )
-
-
-def _run_facts(trainer: FeedTrainer, started: float) -> dict[str, Any]:
-    return {
-        "num_parameters": sum(p.numel() for p in trainer.student.parameters()),
-        "seed": trainer.args.seed,
-        "world_size": trainer.args.world_size,
-        "wall_time_s": round(time.perf_counter() - started, 1),
-        "hardware": hardware_description(),
-        "versions": library_versions(),
-        "code_version": code_version(),
-    }
-
-
-def _write_record(
-    data_args: DataArguments, args: FeedConfig, results: dict, failures: list[str], baseline_top1: float | None
-) -> None:
-    """Card, local sources and results.json beside the export; then fail the run if a step after the export did."""
-    if args.should_save:
-        card = functools.partial(write_model_card, args.output_dir, results, baseline_top1=baseline_top1)
-        _optional_step("model card", card, failures)
-    if failures:
-        results["failures"] = failures
+    _optional_step("evaluation", trainer.evaluate, failures)
+    failures = trainer.write_record(failures=failures)  # the final record: metrics, or what failed
     if args.should_save:
         write_local_sources(args.output_dir, list(args.teachers), dataclasses.asdict(data_args))  # never pushed
-        write_export_file(args.output_dir, RESULTS_NAME, json.dumps(results, indent=2, default=str))
     if failures:
         raise RunIncompleteError(
             f"training finished and the student is exported to {args.output_dir}, but {'; '.join(failures)}. "
             "What could not be measured is recorded as unknown in results.json; fix the cause and re-evaluate "
             "the export (nothing needs retraining)."
         )
+    results = build_run_record(trainer)  # what results.json holds (every rank gets it)
+    if args.push_to_hub:
+        trainer.push_to_hub(commit_message=f"Upload {task} trained with feed-hf")
+    return results
+
+
+def _data_record(data_args: DataArguments, splits: datasets.DatasetDict) -> dict[str, Any]:
+    """The data facts of the record: the arguments (portable when recorded), sizes, the eval split's name."""
+    dataset = data_args.dataset
+    is_hub = dataset not in EMBEDDED_DATASETS and not Path(dataset).exists() and dataset.count("/") == 1
+    train_split, eval_split = splits["train"].split, splits["eval"].split
+    carved = eval_split is None or str(eval_split) == str(train_split)
+    return {
+        **dataclasses.asdict(data_args),
+        "dataset_id": dataset if is_hub else None,
+        "eval_split": data_args.eval_split
+        or (f"held-out part of {data_args.train_split}" if carved else str(eval_split)),
+        "num_train": len(splits["train"]) if isinstance(splits["train"], datasets.Dataset) else None,  # a stream
+        "num_eval": len(splits["eval"]) if isinstance(splits["eval"], datasets.Dataset) else None,
+        "skipped_images": getattr(splits, "skipped_images", {}),  # undecodable_images="skip"
+    }
+
+
+def build_trainer(
+    data_args: DataArguments, args: FeedConfig, splits: datasets.DatasetDict | datasets.IterableDatasetDict
+) -> FeedTrainer:
+    """A FeedTrainer for `args.student` on `splits` (`image` and, unless label-free, `label`), with the student's
+    own transforms (`pixel_values.to_pixel_values`).
+
+    Without labels, the student has `num_labels` classes, or none (timm `num_classes=0`: a backbone) when unset,
+    and the loss is Σβ·FEED alone. Streamed splits need `max_steps` and cannot use the teacher caches.
+    """
+    train = splits["train"]
+    streamed = isinstance(train, datasets.IterableDataset)
+    if streamed:
+        check_streaming_steps(args.max_steps)
+        refuse_stream_teacher_outputs(args)
+    class_names = run_class_names(train, args.num_labels, data_args.class_names)
+    check_label_free_setup(class_names, list(args.teachers), args.kd_weight)
+    set_seed(args.seed)
+    student = create_student(args, len(class_names) if class_names else 0)
+    # Decided once, before the transforms are built: FeedTrainer then finds its pixel_values at this size.
+    data_size = None if streamed else image_split_size(train)
+    resolve_student_input_size(student, args.input_size, data_size, "the train split's images", False)
+    # batch_augmentation crops and flips inside the training step: the loader stays deterministic
+    augment = data_args.augmentation and args.batch_augmentation == "none"
+    as_pixels = functools.partial(to_pixel_values, student=student, decide_input_size=False)
+    trainer = FeedTrainer(
+        model=student,
+        args=args,
+        train_dataset=as_pixels(train, training=augment, horizontal_flip=data_args.horizontal_flip),
+        eval_dataset=as_pixels(splits["eval"], training=False),
+        class_names=class_names,
+    )
+    if class_names is None:
+        enable_label_free_evaluation(trainer)
+    return trainer
 
 
 class RunIncompleteError(RuntimeError):
@@ -140,13 +140,6 @@ def _optional_step(name: str, step: Callable[[], Any], failures: list[str]) -> A
         failures.append(f"the {name} failed ({type(error).__name__}: {error})")
         logger.warning("%s after training failed: %s: %s", name, type(error).__name__, error)
         return None
-
-
-def _with_teacher_accuracy(feed: dict[str, Any], teacher_specs: list[str]) -> dict[str, Any]:
-    """The record with each local teacher's measured top-1 (from its own results.json), for the card."""
-    for described, spec in zip(feed.get("resolved_teachers", []), teacher_specs, strict=False):
-        described["top1"] = recorded_teacher_top1(spec)
-    return feed
 
 
 def read_results(run_dir: str | Path) -> dict[str, Any] | None:

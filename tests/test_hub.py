@@ -168,7 +168,7 @@ def test_hub_teacher_is_downloaded_and_pinned_to_its_commit(loopback_hub, pushed
     feed_config = json.loads((tmp_path / "from-hub" / "feed_config.json").read_text())
     assert feed_config["resolved_teachers"][0]["revision"] == sha
     card = ModelCard.load(tmp_path / "from-hub" / "README.md")
-    assert card.data.base_model == ["tester/feed-teacher-teacher-0"]
+    assert card.data.teachers == [f"tester/feed-teacher-teacher-0@{sha}"] and card.data.base_model is None
     downloaded = timm.create_model(f"hf-hub:tester/feed-teacher-teacher-0@{sha}", pretrained=True).state_dict()
     local = safetensors.torch.load_file(root / "teachers" / "teacher_0" / "model.safetensors")
     assert all(torch.equal(downloaded[name], tensor) for name, tensor in local.items())

@@ -70,10 +70,12 @@ def test_export_is_the_bare_student_and_reloads_in_timm_and_transformers(two_tea
     export_dir = tmp_path / "export"
     trainer.save_model(str(export_dir))
     assert sorted(p.name for p in export_dir.iterdir() if not p.name.startswith(".")) == [
+        "README.md",  # the card and the record, from the Trainer's state (issue 12)
         "config.json",
         "feed_config.json",
         "feed_connectors.safetensors",
         "model.safetensors",
+        "results.json",
     ]
     tensors = safetensors.torch.load_file(export_dir / "model.safetensors")
     assert set(tensors) == set(timm.create_model("resnet8_cifar", num_classes=5).state_dict())
