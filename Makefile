@@ -16,15 +16,15 @@ demo: $(STAMP)  ## train teachers, a CE baseline and a pFEED student offline; pr
 	HF_HUB_OFFLINE=1 $(BIN)/feed-hf demo --output_dir runs/demo
 
 test: $(STAMP)  ## lint + the fast test suite (offline, CPU, a few minutes)
-	$(BIN)/ruff check feed_hf tests recipes benchmarks
+	$(BIN)/ruff check feed_hf feed_hf_cli.py tests recipes benchmarks
 	$(BIN)/python -m pytest -q  # tests/conftest.py points the Hub at a loopback server: no network
 
 test-all: $(STAMP)  ## also the slow tests (multi-process, real data)
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check feed_hf tests recipes benchmarks
-	$(BIN)/ruff format --check feed_hf tests recipes benchmarks
+	$(BIN)/ruff check feed_hf feed_hf_cli.py tests recipes benchmarks
+	$(BIN)/ruff format --check feed_hf feed_hf_cli.py tests recipes benchmarks
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,8 +1,8 @@
-"""The `feed-hf` console script: a shim over the command table in `feed_hf.runs.commands`."""
+"""`python -m feed_hf.cli`: the `feed-hf` console script (`feed_hf_cli.main`, kept outside the package to stay fast)."""
 
 from __future__ import annotations
 
-from .runs.commands import main
+from feed_hf_cli import main
 
 __all__ = ["main"]
 

@@ -2,26 +2,76 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, get_type_hints
 
 import yaml
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, TrainingArguments
 
 from ..field_types import check_field_value, field_specs
 
-__all__ = ["CONFIG_SUFFIXES", "parse_arguments", "read_config_file"]
+__all__ = ["CONFIG_SUFFIXES", "OPTION_GROUPS", "build_parser", "parse_arguments", "read_config_file"]
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
+# `--help` headings in the order they are shown: what the command is about first, the ~200 inherited
+# TrainingArguments options (many only for language models) last.
+FEED_GROUP = "FEED options (FeedConfig)"
+DATA_GROUP = "data options (DataArguments)"
+TRAINER_GROUP = "Trainer options (inherited from transformers.TrainingArguments)"
+OPTION_GROUPS = (FEED_GROUP, DATA_GROUP, TRAINER_GROUP)
+_USAGE = "%(prog)s [CONFIG.yaml|CONFIG.json] [--option value ...]"
+
 
 class _ArgumentParser(HfArgumentParser):
-    """HfArgumentParser whose command-line errors are one ValueError line (argparse prints the whole usage)."""
+    """HfArgumentParser with one `--help` heading per kind of option; command-line errors are one ValueError line."""
+
+    def __init__(self, dataclass_types: Sequence[type], **kwargs: Any) -> None:
+        self._groups: dict[str, argparse._ArgumentGroup] = {}
+        kwargs.setdefault("usage", _USAGE)  # the default usage line lists every option: 300 lines
+        super().__init__(dataclass_types, **kwargs)
+        rank = {title: index for index, title in enumerate(OPTION_GROUPS)}
+        # argparse shows groups in creation order; a command's own options (e.g. --baseline) lead.
+        self._action_groups.sort(key=lambda group: rank.get(group.title, -1) if group in self._groups.values() else -2)
 
     def error(self, message: str) -> NoReturn:
         raise ValueError(f"{message} (`{self.prog} --help` lists the options)")
+
+    def _add_dataclass_arguments(self, dtype: type) -> None:
+        type_hints = get_type_hints(dtype)
+        inherited = _trainer_field_names(dtype)
+        for field in dataclasses.fields(dtype):
+            if field.init:
+                field.type = type_hints[field.name]
+                self._parse_dataclass_field(self._group(_group_title(dtype, field.name in inherited)), field)
+
+    def _group(self, title: str) -> argparse._ArgumentGroup:
+        if title not in self._groups:
+            self._groups[title] = self.add_argument_group(title)
+        return self._groups[title]
+
+
+def _trainer_field_names(dtype: type) -> set[str]:
+    if not (isinstance(dtype, type) and issubclass(dtype, TrainingArguments)):
+        return set()
+    return {field.name for field in dataclasses.fields(TrainingArguments)}
+
+
+def _group_title(dtype: type, inherited: bool) -> str:
+    if inherited:
+        return TRAINER_GROUP
+    if isinstance(dtype, type) and issubclass(dtype, TrainingArguments):
+        return FEED_GROUP
+    return DATA_GROUP if dtype.__name__ == "DataArguments" else f"command options ({dtype.__name__})"
+
+
+def build_parser(dataclass_types: Sequence[type], prog: str | None = None, description: str = "") -> HfArgumentParser:
+    """The parser of `dataclass_types`, its `--help` grouped: command, FEED, data, then the Trainer's options."""
+    return _ArgumentParser(dataclass_types, prog=prog, description=description)
 
 
 def parse_arguments(
@@ -34,7 +84,7 @@ def parse_arguments(
     the field). Unknown keys in the file are an error that names them (a typo must not silently use a default).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _ArgumentParser(dataclass_types, prog=prog, description=description)
+    parser = build_parser(dataclass_types, prog=prog, description=description)
     if argv and argv[0].endswith(CONFIG_SUFFIXES):
         config_path, argv = argv[0], argv[1:]
         values = _checked_values(config_path, read_config_file(config_path), dataclass_types)

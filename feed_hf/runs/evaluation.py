@@ -1,27 +1,88 @@
-"""Accuracy of exported models and of logit ensembles on an `image`/`label` split."""
+"""Accuracy of exported models (folder or Hub) and of logit ensembles on an `image`/`label` split."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
 import timm
 import torch
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from timm.data import resolve_model_data_config
+from torch import nn
 from torch.utils.data import DataLoader
 
+from ..data import DataArguments, load_image_splits
+from ..files import atomic_write_text
 from ..metrics import top_k_from_logits
 from ..transforms import build_transform, with_pixel_values
 
-__all__ = ["ensemble_top1", "predict_logits"]
+__all__ = [
+    "EvaluateArguments",
+    "ensemble_top1",
+    "evaluation_split",
+    "load_exported_model",
+    "predict_logits",
+    "run_evaluation",
+]
+
+_RUN_SPLITS = ("train", "eval")
+
+
+@dataclass
+class EvaluateArguments:
+    """What `feed-hf evaluate` measures: which model, on which split, and where the JSON goes."""
+
+    model: str = field(
+        metadata={"help": "The model: an exported folder, local-dir:PATH, or hf-hub:ns/name[@revision] (timm format)."}
+    )
+    split: str = field(
+        metadata={
+            "help": "The split to measure: 'eval' is the split training evaluated on (--eval_split, or the share "
+            "of train carved by --validation_fraction with --seed, then --max_eval_samples, all as in training); "
+            "'train' is the training split (then --max_train_samples); any other name is that split of the dataset "
+            "(e.g. test), whole unless --max_eval_samples."
+        }
+    )
+    seed: int = field(
+        default=42, metadata={"help": "The training run's --seed (it chose the carved eval split and the subsets)."}
+    )
+    batch_size: int = field(default=128, metadata={"help": "Images per forward pass."})
+    output_json: str | None = field(default=None, metadata={"help": "Also write the report to this JSON file."})
+
+
+def load_exported_model(source: str | Path) -> nn.Module:
+    """A timm-format model in eval mode from a folder, `local-dir:PATH` or `hf-hub:ns/name[@revision]`."""
+    spec = str(source)
+    if not spec.startswith(("hf-hub:", "local-dir:")):
+        if not Path(spec).is_dir():
+            raise ValueError(
+                f"model {spec!r} is neither an existing folder, local-dir:PATH nor hf-hub:ns/name[@revision]; "
+                "give an exported model (config.json + model.safetensors)"
+            )
+        spec = f"local-dir:{spec}"
+    folder = spec.removeprefix("local-dir:")
+    if spec.startswith("local-dir:") and not (Path(folder) / "config.json").is_file():
+        raise ValueError(f"model {str(source)!r}: {folder!r} holds no config.json; give a folder exported by feed-hf")
+    try:
+        return timm.create_model(spec, pretrained=True).eval()
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"model {str(source)!r} could not be loaded ({type(error).__name__}: {reason}); check the repo id, the "
+            "revision and HF_ENDPOINT, or log in for a private repo"
+        ) from None
 
 
 @torch.no_grad()
-def predict_logits(model_dir: str | Path, split: datasets.Dataset, batch_size: int = 128) -> np.ndarray:
-    """Logits `[N, K]` of the model exported in `model_dir` on `split`, with its own eval transform."""
-    model = timm.create_model(f"local-dir:{model_dir}", pretrained=True).eval()
+def predict_logits(model: str | Path | nn.Module, split: datasets.Dataset, batch_size: int = 128) -> np.ndarray:
+    """Logits `[N, K]` of `model` (a module, or a source as `load_exported_model` takes) with its own eval transform."""
+    model = model if isinstance(model, nn.Module) else load_exported_model(model)
     data_config = resolve_model_data_config(model)
     dataset = with_pixel_values(split, build_transform(data_config, training=False), data_config["input_size"][0])
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
@@ -32,3 +93,49 @@ def ensemble_top1(model_dirs: Sequence[str | Path], split: datasets.Dataset) -> 
     """Top-1 (%) of the models' averaged logits: the logit ensemble a FEED student competes with."""
     mean_logits = np.mean([predict_logits(model_dir, split) for model_dir in model_dirs], axis=0)
     return top_k_from_logits(mean_logits, split["label"])["top1"]
+
+
+def evaluation_split(data_args: DataArguments, split: str, seed: int) -> datasets.Dataset:
+    """The split `split` as training saw it: the run's label mapping, carving and subsets (`load_image_splits`)."""
+    if split not in _RUN_SPLITS:
+        data_args = replace(data_args, eval_split=split)
+    return load_image_splits(data_args, seed=seed)["train" if split == "train" else "eval"]
+
+
+def run_evaluation(data_args: DataArguments, evaluate_args: EvaluateArguments) -> dict[str, Any]:
+    """Top-1/top-5 (%) of `evaluate_args.model` on the chosen split; written to `output_json` when set."""
+    model = load_exported_model(evaluate_args.model)
+    split = evaluation_split(data_args, evaluate_args.split, evaluate_args.seed)
+    _check_classes(evaluate_args.model, model, split)
+    metrics = top_k_from_logits(predict_logits(model, split, evaluate_args.batch_size), split["label"])
+    report = {
+        "model": evaluate_args.model,
+        "dataset": data_args.dataset,
+        "split": evaluate_args.split,
+        "num_examples": len(split),
+        **metrics,
+    }
+    if evaluate_args.output_json:
+        atomic_write_text(evaluate_args.output_json, json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def _check_classes(source: str, model: nn.Module, split: datasets.Dataset) -> None:
+    """The split's classes must be the model's outputs, by name and order when the export names them."""
+    names = list(split.features["label"].names)
+    trained = model.pretrained_cfg.get("label_names")
+    if trained and list(trained) != names:
+        raise ValueError(
+            f"model {source!r} was trained on classes {_few(trained)} but this split's classes are {_few(names)}; "
+            "evaluate on data with the same classes (same dataset and --label_column)"
+        )
+    if len(names) > model.num_classes:
+        raise ValueError(
+            f"model {source!r} has {model.num_classes} outputs but this split has {len(names)} classes; evaluate "
+            "on the dataset it was trained on"
+        )
+
+
+def _few(names: Sequence[str]) -> str:
+    shown = ", ".join(repr(name) for name in list(names)[:5])
+    return f"[{shown}{', …' if len(names) > 5 else ''}] ({len(names)})"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -23,17 +24,27 @@ __all__ = [
     "run_parallel",
     "run_sequential_generations",
     "run_teachers",
+    "teacher_architecture",
     "train_teachers",
 ]
 
 BaselineKind = Literal["ce", "kd", "single_feed"]
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class TeacherArguments:
+    model: str | None = field(
+        default=None,
+        metadata={
+            "help": "The teachers' architecture, a timm name (e.g. resnet56_cifar). Replaces --student, which still "
+            "works for this command but is deprecated."
+        },
+    )
     teacher_seeds: list[int] = field(
         default_factory=lambda: [1, 2, 3],
-        metadata={"help": "One teacher per seed (same architecture: FeedConfig.student), CE only."},
+        metadata={"help": "One teacher per seed (all of architecture --model), CE only."},
     )
 
 
@@ -91,12 +102,38 @@ def baseline_config(args: FeedConfig, kind: BaselineKind, teacher_index: int = 0
 
 
 def run_teachers(data_args: DataArguments, args: FeedConfig, teacher_args: TeacherArguments) -> list[dict[str, Any]]:
-    """`feed-hf teachers` / recipes/train_teachers.py."""
-    return train_teachers(data_args, args, teacher_args.teacher_seeds)
+    """`feed-hf teachers` / recipes/train_teachers.py: `--model NAME` teachers, one per seed."""
+    architecture = teacher_architecture(args.student, teacher_args.model)
+    return train_teachers(data_args, dataclasses.replace(args, student=architecture), teacher_args.teacher_seeds)
+
+
+def teacher_architecture(student: str | None, model: str | None) -> str:
+    """The teachers' architecture: `--model`; the older `--student` still works, with a deprecation note."""
+    if model and student and model != student:
+        raise ValueError(
+            f"feed-hf teachers got --model {model!r} and --student {student!r}; the teachers' architecture is "
+            "--model: drop --student"
+        )
+    if model:
+        return model
+    if student:
+        # Kept (not refused) so configs and scripts written for earlier releases still train the same teachers.
+        logger.warning(
+            "feed-hf teachers: --student (config key `student`) is deprecated for the teachers' architecture; "
+            "use --model %s (config key `model`)",
+            student,
+        )
+        return student
+    raise ValueError("feed-hf teachers needs the teachers' architecture: --model NAME (e.g. --model resnet56_cifar)")
 
 
 def run_parallel(data_args: DataArguments, args: FeedConfig) -> dict[str, Any]:
     """`feed-hf parallel` / recipes/feed_parallel.py: one student, several frozen teachers."""
+    if not args.teachers:  # a CE model under the name of a FEED run would mislead its reader and its card
+        raise ValueError(
+            "feed-hf parallel needs teachers (--teachers DIR [DIR ...]); to train a student without teachers run "
+            "`feed-hf baselines --baseline ce`"
+        )
     return train_model(data_args, args, task="pfeed")
 
 

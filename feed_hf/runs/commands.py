@@ -1,0 +1,118 @@
+"""The one command table: each workflow is a function taking its argument dataclasses.
+
+`feed-hf COMMAND [CONFIG.yaml] [--option value ...]` and `python recipes/<script>.py [CONFIG.yaml] [...]` (also under
+`accelerate launch`) both come here: `run_command` parses the command's dataclasses and calls its function, and
+`report_user_errors` turns an error whose message already says what to do into one `feed-hf: error: …` line with
+exit status 2. Functions and dataclasses are named by import path and imported only when their command runs, so
+`feed-hf --help` and `feed-hf --version` import no training stack, and `feed-hf COMMAND --help` is read from a cache
+(`help_text.py`) once built.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from feed_hf_cli import COMMANDS, Command, main
+
+__all__ = [
+    "COMMANDS",
+    "Command",
+    "analyze",
+    "card",
+    "command_help",
+    "evaluate",
+    "main",
+    "push",
+    "report_user_errors",
+    "run_command",
+]
+
+_DATA, _FEED = "feed_hf.data:DataArguments", "feed_hf.config:FeedConfig"
+
+
+# Errors whose message already says what to do: shown without a traceback (FEED_HF_DEBUG=1 shows it).
+_USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, FloatingPointError, ConnectionError, RuntimeError)
+
+
+def run_command(name: str, argv: Sequence[str] | None = None) -> Any:
+    """Parse `argv` into command `name`'s dataclasses and run it; returns the workflow's result."""
+    from .arguments import parse_arguments  # transformers' HfArgumentParser: only when a command runs
+
+    if name not in COMMANDS:
+        raise ValueError(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
+    command = COMMANDS[name]
+    parsed = parse_arguments(command.dataclass_types(), argv, prog=f"feed-hf {name}", description=command.description())
+    return command.resolve()[0](*parsed)  # the training stack: only once the arguments are good
+
+
+def command_help(name: str) -> str:
+    """The `--help` text of command `name`, exactly as its parser prints it."""
+    from .arguments import build_parser
+
+    command = COMMANDS[name]
+    return build_parser(
+        command.dataclass_types(), prog=f"feed-hf {name}", description=command.description()
+    ).format_help()
+
+
+def report_user_errors(entry_point: Callable[..., Any], *args: Any) -> Any:
+    """Run `entry_point(*args)`; a user error is one `feed-hf: error: ...` line and exit status 2."""
+    try:
+        return entry_point(*args)
+    except _USER_ERRORS as error:
+        if os.environ.get("FEED_HF_DEBUG"):
+            raise
+        print(f"feed-hf: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def analyze(analysis_args: Any) -> dict[str, Any]:
+    """`feed-hf analyze`: reconstruction errors per teacher, written beside the run."""
+    from .analysis import run_analysis
+
+    report = run_analysis(analysis_args)
+    print(f"reconstruction errors written to {report['plot']} and reconstruction.json beside it")
+    return report
+
+
+def card(card_args: Any) -> Any:
+    """`feed-hf card`: (re)render an export's model card from its results.json."""
+    from ..model_card import write_model_card_from_results
+
+    path = write_model_card_from_results(card_args)
+    print(f"model card written to {path}")
+    return path
+
+
+def evaluate(data_args: Any, evaluate_args: Any) -> dict[str, Any]:
+    """`feed-hf evaluate`: top-1/top-5 of a model on a split, as a table (and JSON with --output_json)."""
+    from .evaluation import run_evaluation
+
+    report = run_evaluation(data_args, evaluate_args)
+    rows = [("model", report["model"]), ("dataset", report["dataset"]), ("split", report["split"])]
+    rows += [("examples", str(report["num_examples"]))]
+    rows += [(name, f"{report[name]:.2f} %") for name in ("top1", "top5") if name in report]
+    width = max(len(label) for label, _ in rows)
+    print("\n".join(f"{label:<{width}}  {value}" for label, value in rows))
+    if evaluate_args.output_json:
+        print(f"written to {evaluate_args.output_json}")
+    return report
+
+
+def push(push_args: Any) -> Any:
+    """`feed-hf push`: one commit of an export's shareable files."""
+    from ..hub import push_export
+
+    commit = push_export(
+        push_args.export_dir,
+        push_args.repo_id,
+        private=push_args.private,
+        revision=push_args.revision,
+        push_connectors=push_args.push_connectors,
+        commit_message=push_args.commit_message,
+    )
+    print(f"pushed {push_args.export_dir} to {commit.repo_url} ({commit.oid})")
+    return commit
