@@ -19,11 +19,12 @@ import torch
 
 from ..config import FeedConfig
 from ..data import DataArguments, load_image_splits
-from .evaluation import ensemble_top1
+from ..record import hardware_description
 from ..training import train_model
+from .evaluation import ensemble_top1
 from .jobs import baseline_config, train_teachers
 
-__all__ = ["DemoArguments", "main", "run_demo"]
+__all__ = ["DemoArguments", "numerics", "run_demo"]
 
 
 @dataclass
@@ -121,14 +122,38 @@ def run_demo(demo: DemoArguments) -> dict[str, Any]:
         "wall_time_s": round(time.perf_counter() - started, 1),
         "demo": dataclasses.asdict(demo),
         "student_export": str(output_dir / "student_pfeed"),
+        "numerics": numerics(),
     }
     (output_dir / "demo_results.json").write_text(json.dumps(summary, indent=2))
     (output_dir / "demo_results.md").write_text(table)
     print("\n" + table)
+    print(_numerics_line(summary["numerics"]))
     print(
         f"pFEED student (with model card) exported to {output_dir / 'student_pfeed'}; total {summary['wall_time_s']} s"
     )
     return summary
+
+
+def numerics() -> dict[str, Any]:
+    """What decides the demo's last digits besides the seed: CPU, kernel instruction set and thread count.
+
+    Same seed and data order, but torch's vectorised kernels (`ATEN_CPU_CAPABILITY`), oneDNN's convolutions
+    and MKL's GEMMs sum in an order that depends on the instruction set and the thread count, so the figures
+    of two machines agree only when these agree (measured: README, "What the demo prints").
+    """
+    return {
+        "hardware": hardware_description(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "num_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
+def _numerics_line(facts: dict[str, Any]) -> str:
+    return (
+        f"numerics: {facts['hardware']}, {facts['cpu_capability']} kernels, torch {facts['torch']}; "
+        "another instruction set or thread count moves these figures by a few images"
+    )
 
 
 def _markdown_table(rows: list[tuple[str, float]], num_eval: int) -> str:
