@@ -1,9 +1,11 @@
-"""A seeded grid of FEED runs and its report: teachers, baselines, pFEED, sFEED, a β sweep, plots.
+"""A seeded grid of FEED runs: teachers, a β sweep, paired students (CE, logit KD, FEED, pFEED), sFEED.
 
-Every run is a `jobs.train_model` call exported under `output_dir`; a run whose results.json
-exists is reused, so an interrupted experiment resumes where it stopped. The β sweep is scored on
-a validation split carved from train images the runs never train on; the seeded runs report the
-test split.
+For each student seed, CE, logit KD, FEED-single and pFEED with all teachers start from the same student
+initialisation and see the same batches (the Trainer's sampler and the augmentation follow `seed`), so their
+differences are paired (feed_hf/runs/statistics.py). Every run is a `train_model` call exported under
+`output_dir`; a run whose results.json exists is reused, so an interrupted experiment resumes where it stopped.
+The β sweep is scored on a validation split carved from train images the runs never train on; the seeded runs
+report the test split.
 """
 
 from __future__ import annotations
@@ -21,12 +23,21 @@ import yaml
 
 from ..config import FeedConfig
 from ..data import DataArguments, load_image_splits
-from .evaluation import ensemble_top1
-from ..training import read_results, train_model
-from .jobs import baseline_config
 from ..sequential import run_sequential
+from ..training import read_results, train_model
+from .evaluation import ensemble_top1
+from .jobs import baseline_config
+from .statistics import paired_comparisons
 
-__all__ = ["ExperimentArguments", "parse_investigation", "run_experiment"]
+__all__ = [
+    "ExperimentArguments",
+    "check_seeds",
+    "grid_splits",
+    "method_overrides",
+    "paired_method_config",
+    "parse_investigation",
+    "run_experiment",
+]
 
 
 @dataclass
@@ -36,11 +47,21 @@ class ExperimentArguments:
     large_teacher: str | None = field(default="resnet20_cifar", metadata={"help": "A larger extra teacher."})
     large_teacher_seed: int = field(default=4, metadata={"help": "Seed of the larger teacher."})
     student_seeds: list[int] = field(
-        default_factory=lambda: [0, 1, 2], metadata={"help": "Seeds of the CE baseline and of pFEED (3 teachers)."}
+        default_factory=lambda: [0, 1, 2],
+        metadata={
+            "help": "Paired seeds of CE, logit KD, FEED-single and pFEED with all teachers (same init and data)."
+        },
     )
     secondary_seeds: list[int] = field(
         default_factory=lambda: [0, 1, 2],
-        metadata={"help": "Seeds of the other methods (KD, single-teacher FEED, pFEED-2, larger-teacher FEED)."},
+        metadata={"help": "Seeds of pFEED-2 and larger-teacher FEED (empty: not run)."},
+    )
+    allow_seed_overlap: bool = field(
+        default=False,
+        metadata={
+            "help": "Let a student seed equal a teacher seed (round 1 did: that student then shares the teacher's "
+            "initialisation and data order). False: the grid refuses such seeds before training."
+        },
     )
     beta_sweep: list[float] = field(
         default_factory=lambda: [50.0, 200.0, 500.0], metadata={"help": "β values tried for pFEED (3 teachers)."}
@@ -63,7 +84,7 @@ class ExperimentArguments:
     validation_samples: int = field(
         default=2000, metadata={"help": "Train images held out (never trained on) to pick β."}
     )
-    sfeed_generations: int = field(default=3, metadata={"help": "Generations of the sequential-FEED run."})
+    sfeed_generations: int = field(default=3, metadata={"help": "Generations of the sequential-FEED run (0: none)."})
     kd_baseline_weight: float = field(
         default=1.0, metadata={"help": "KD weight of the logit-KD baseline (FeedConfig.kd_weight stays 0 elsewhere)."}
     )
@@ -74,22 +95,11 @@ def run_experiment(data_args: DataArguments, base: FeedConfig, experiment: Exper
     """Run (or reuse) every run of the grid, then write the report and its plots."""
     started = time.perf_counter()
     root = Path(base.output_dir)
-    investigations = dict(parse_investigation(spec, base) for spec in experiment.investigations)  # fail fast
-    train_split, validation, test = _splits(data_args, base.seed, experiment.validation_samples)
+    check_seeds(experiment)  # fail fast, before any training
+    investigations = dict(parse_investigation(spec, base) for spec in experiment.investigations)
+    train_split, validation, test = grid_splits(data_args, base.seed, experiment.validation_samples)
     grid = _Grid(data_args, base, experiment, root, datasets.DatasetDict(train=train_split, eval=test))
-    teacher_dirs = [
-        grid.run(root / "teachers" / f"teacher_{i}", "teacher", student=experiment.teacher, seed=seed, teachers=[])
-        for i, seed in enumerate(experiment.teacher_seeds)
-    ]
-    large_dir = None
-    if experiment.large_teacher:
-        large_dir = grid.run(
-            root / "teachers" / "large",
-            "teacher",
-            student=experiment.large_teacher,
-            seed=experiment.large_teacher_seed,
-            teachers=[],
-        )
+    teacher_dirs, large_dir = _train_grid_teachers(grid, root, experiment)
     sweep_splits = datasets.DatasetDict(train=train_split, eval=validation)
 
     def validation_top1(beta: float, output_dir: Path | None = None, **overrides) -> float:
@@ -106,11 +116,13 @@ def run_experiment(data_args: DataArguments, base: FeedConfig, experiment: Exper
 
     sweep_top1 = {beta: validation_top1(beta) for beta in experiment.beta_sweep}
     best_beta = max(sweep_top1, key=sweep_top1.get)
-    runs = grid.seeded_runs(_methods(teacher_dirs, large_dir, best_beta, experiment))
-    sfeed_args = dataclasses.replace(
-        base, output_dir=str(root / "sfeed"), feed_beta=[best_beta], seed=experiment.student_seeds[0]
-    )
-    generations = run_sequential(data_args, sfeed_args, experiment.sfeed_generations, splits=grid.test_splits)
+    runs = grid.seeded_runs(method_overrides(teacher_dirs, large_dir, best_beta))
+    generations = []
+    if experiment.sfeed_generations:
+        sfeed_args = dataclasses.replace(
+            base, output_dir=str(root / "sfeed"), feed_beta=[best_beta], seed=experiment.student_seeds[0]
+        )
+        generations = run_sequential(data_args, sfeed_args, experiment.sfeed_generations, splits=grid.test_splits)
     ensembles = {f"ensemble of {n} teachers": ensemble_top1(teacher_dirs[:n], test) for n in (2, len(teacher_dirs))}
     summary = _summarise(root, teacher_dirs, large_dir, ensembles, sweep_top1, best_beta, runs, generations)
     summary["beta_investigation_validation_top1"] = {
@@ -123,12 +135,31 @@ def run_experiment(data_args: DataArguments, base: FeedConfig, experiment: Exper
         }
         for name, overrides in investigations.items()
     }
+    summary["paired"] = paired_comparisons(summary["methods"])
     summary["wall_time_s"] = round(time.perf_counter() - started, 1)
     (root / "experiment_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     from .experiment_report import write_report
 
     write_report(summary, data_args, base, experiment, Path(experiment.report_path))
     return summary
+
+
+def _train_grid_teachers(grid: _Grid, root: Path, experiment: ExperimentArguments) -> tuple[list[str], str | None]:
+    """The same-architecture teachers (one per teacher seed) and the optional larger one."""
+    teacher_dirs = [
+        grid.run(root / "teachers" / f"teacher_{i}", "teacher", student=experiment.teacher, seed=seed, teachers=[])
+        for i, seed in enumerate(experiment.teacher_seeds)
+    ]
+    large_dir = None
+    if experiment.large_teacher:
+        large_dir = grid.run(
+            root / "teachers" / "large",
+            "teacher",
+            student=experiment.large_teacher,
+            seed=experiment.large_teacher_seed,
+            teachers=[],
+        )
+    return teacher_dirs, large_dir
 
 
 @dataclass
@@ -146,22 +177,45 @@ class _Grid:
         return _run_config(self.data_args, config, output_dir, splits or self.test_splits, task)
 
     def seeded_runs(self, methods: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
-        runs: dict[str, list[str]] = {name: [] for name in methods}
-        seeds = sorted(set(self.experiment.student_seeds) | set(self.experiment.secondary_seeds))
-        for seed in seeds:
+        """Seed by seed, every method of that seed: an interrupted grid leaves whole pairs, not one method's seeds."""
+        wanted = {name: self._seeds_of(name) for name in methods}
+        runs: dict[str, list[str]] = {name: [] for name in methods if wanted[name]}
+        for seed in sorted(set(self.experiment.student_seeds) | set(self.experiment.secondary_seeds)):
             for name, overrides in methods.items():
-                wanted = self.experiment.student_seeds if name in _CORE_METHODS else self.experiment.secondary_seeds
-                if seed in wanted:
-                    config = _method_config(self.base, overrides, self.experiment)
+                if seed in wanted[name]:
+                    config = paired_method_config(self.base, overrides, self.experiment)
                     output_dir = self.root / name / f"seed_{seed}"
                     runs[name].append(_run_config(self.data_args, config, output_dir, self.test_splits, name, seed))
         return runs
 
+    def _seeds_of(self, method: str) -> list[int]:
+        paired = method in PAIRED_METHODS
+        return self.experiment.student_seeds if paired else self.experiment.secondary_seeds
 
-_CORE_METHODS = ("ce", "pfeed_3")  # the comparison the paper makes: always run with every student seed
+
+# The paired comparison: every student seed runs each of these from the same initialisation and data order.
+PAIRED_METHODS = ("ce", "kd_ensemble", "feed_single", "pfeed_3")
 
 
-def _splits(data_args: DataArguments, seed: int, validation_samples: int):
+def check_seeds(experiment: ExperimentArguments) -> None:
+    """Student seeds unique, and disjoint from teacher seeds unless `allow_seed_overlap` (a ValueError otherwise)."""
+    students = [*experiment.student_seeds, *experiment.secondary_seeds]
+    if not experiment.student_seeds or len(set(experiment.student_seeds)) < len(experiment.student_seeds):
+        raise ValueError(
+            f"student_seeds={experiment.student_seeds} (experiment arguments) must be non-empty and distinct; "
+            "give each paired seed once, e.g. --student_seeds 0 1 2 3 4."
+        )
+    teachers = [*experiment.teacher_seeds, *([experiment.large_teacher_seed] if experiment.large_teacher else [])]
+    shared = sorted(set(students) & set(teachers))
+    if shared and not experiment.allow_seed_overlap:
+        raise ValueError(
+            f"seeds {shared} are both student seeds and teacher seeds (teacher_seeds={experiment.teacher_seeds}, "
+            "large_teacher_seed): such a student shares a teacher's initialisation and data order. Give the "
+            "teachers other seeds (e.g. 101 102 103), or set allow_seed_overlap: true to repeat round 1."
+        )
+
+
+def grid_splits(data_args: DataArguments, seed: int, validation_samples: int):
     """Train subset, a validation split from the rest of train (never trained on), and the eval split."""
     full = load_image_splits(dataclasses.replace(data_args, max_train_samples=None), seed=seed)
     shuffled = full["train"].shuffle(seed=seed)
@@ -176,7 +230,8 @@ def _splits(data_args: DataArguments, seed: int, validation_samples: int):
     return train, validation, full["eval"]
 
 
-def _methods(teacher_dirs: list[str], large_dir: str | None, beta: float, experiment: ExperimentArguments):
+def method_overrides(teacher_dirs: list[str], large_dir: str | None, beta: float) -> dict[str, dict[str, Any]]:
+    """Each student method of the grid as FeedConfig overrides ('kind': a baseline of `jobs.baseline_config`)."""
     methods: dict[str, dict[str, Any]] = {
         "ce": {"kind": "ce", "teachers": teacher_dirs},
         "kd_ensemble": {"kind": "kd", "teachers": teacher_dirs},
@@ -189,7 +244,8 @@ def _methods(teacher_dirs: list[str], large_dir: str | None, beta: float, experi
     return methods
 
 
-def _method_config(base: FeedConfig, overrides: dict[str, Any], experiment: ExperimentArguments) -> FeedConfig:
+def paired_method_config(base: FeedConfig, overrides: dict[str, Any], experiment: ExperimentArguments) -> FeedConfig:
+    """The FeedConfig of one method: `base` (seed, data order, optimiser) with only the method's own changes."""
     overrides = dict(overrides)
     kind = overrides.pop("kind", None)
     config = dataclasses.replace(base, **overrides)
@@ -232,6 +288,9 @@ def _check_reusable(finished: dict[str, Any], config: FeedConfig, output_dir: Pa
 # FeedConfig fields that change what a run trains, beyond seed, teachers, β and KD weight.
 _METHOD_SETTINGS = (
     "student",
+    "max_grad_norm",
+    "weight_decay",
+    "weight_decay_on_all_parameters",
     "num_train_epochs",
     "feed_p",
     "feed_reduction",
@@ -266,7 +325,7 @@ def parse_investigation(spec: str, base: FeedConfig) -> tuple[str, dict[str, Any
     return name, overrides
 
 
-def _mean_std(values: list[float]) -> dict[str, Any]:
+def _mean_std(values: list[float]) -> dict[str, Any]:  # sample std (n - 1)
     return {
         "mean": statistics.mean(values),
         "std": statistics.stdev(values) if len(values) > 1 else 0.0,
@@ -289,7 +348,12 @@ def _summarise(root, teacher_dirs, large_dir, ensembles, sweep_top1, best_beta, 
         "beta_sweep_validation_top1": sweep_top1,
         "best_beta": best_beta,
         "methods": {
-            name: {**_mean_std([top1(p) for p in paths]), "runs": paths, "minutes": minutes(paths)}
+            name: {
+                **_mean_std([top1(p) for p in paths]),
+                "seeds": [read_results(p)["seed"] for p in paths],
+                "runs": paths,
+                "minutes": minutes(paths),
+            }
             for name, paths in runs.items()
         },
         "sfeed": generations,

@@ -1,42 +1,38 @@
-"""The markdown report and plots of an experiment summary (see `experiment.run_experiment`)."""
+"""The markdown report of an experiment summary (see `experiment.run_experiment`): tables, paired tests, verdict."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
-from .analysis import AnalysisArguments, run_analysis
-from ..files import RESULTS_NAME
 from ..config import FeedConfig
 from ..data import DataArguments
+from ..files import RESULTS_NAME
 from ..training import read_results
+from .analysis import AnalysisArguments, run_analysis
+from .experiment_plots import LABELS, plot_accuracy, plot_feed_curves, plot_paired_differences
+from .statistics import ALPHA, POWER
 
-__all__ = ["write_report"]
-
-_LABELS = {
-    "ce": "CE baseline",
-    "kd_ensemble": "logit KD from the 3-teacher ensemble",
-    "feed_single": "FEED, 1 teacher (teacher_0)",
-    "pfeed_2": "pFEED, 2 teachers",
-    "pfeed_3": "pFEED, 3 teachers",
-    "feed_large": "FEED, 1 larger teacher",
-}
+__all__ = ["paired_section", "round_one_section", "verdict", "write_report"]
 
 
 def write_report(
     summary: dict[str, Any], data_args: DataArguments, base: FeedConfig, experiment, report_path: Path
 ) -> Path:
-    """Write `report_path` (markdown) and its PNG plots beside it; hand-written notes are included."""
+    """Write `report_path` (markdown) and its PNG plots beside it.
+
+    Included from files beside it when they exist: `STEM_notes.md` (hand-written notes) and `STEM_round1.md` (an
+    earlier, superseded round, kept under "Round 1" with its headings demoted).
+    """
     report_path.parent.mkdir(parents=True, exist_ok=True)
     stem = report_path.with_suffix("")
-    accuracy_png = _plot_accuracy(summary, Path(f"{stem}_accuracy.png"))
-    curves_png = _plot_feed_curves(summary, Path(f"{stem}_feed_loss.png"))
+    accuracy_png = plot_accuracy(summary, Path(f"{stem}_accuracy.png"))
+    curves_png = plot_feed_curves(summary, Path(f"{stem}_feed_loss.png"))
+    paired_png = plot_paired_differences(summary, Path(f"{stem}_paired.png"))
     analysis = _reconstruction(summary, data_args, Path(f"{stem}_reconstruction"))
     plot = Path(analysis["plot"])
     lines = [
@@ -48,6 +44,8 @@ def write_report(
         *_setup_section(summary, data_args, base, experiment),
         *_teachers_and_sweep_section(summary),
         *_students_section(summary, accuracy_png),
+        *paired_section(summary, paired_png),
+        *_sfeed_section(summary),
         *_investigations_section(summary),
         "## Feature losses and reconstruction errors",
         "",
@@ -58,12 +56,13 @@ def write_report(
         "",
         "## What the numbers say",
         "",
-        _comparison(summary),
+        verdict(summary),
         "",
     ]
     notes_path = Path(f"{stem}_notes.md")
     if notes_path.is_file():
         lines += [notes_path.read_text().strip(), ""]
+    lines += round_one_section(Path(f"{stem}_round1.md"))
     report_path.write_text("\n".join(lines))
     report_path.with_suffix(".json").write_text(
         _relative_paths(json.dumps({**summary, "reconstruction": analysis}, indent=2, default=str))
@@ -93,6 +92,8 @@ def _setup_section(summary: dict[str, Any], data_args: DataArguments, base: Feed
     versions = ", ".join(f"{k} {v}" for k, v in first["versions"].items())
     large = f" and one `{experiment.large_teacher}`" if experiment.large_teacher else ""
     augmentation = "on the device in the step" if base.batch_augmentation != "none" else "in the data loader"
+    decayed = "all parameters" if base.weight_decay_on_all_parameters else "the Trainer's set (no biases)"
+    clipping = f"gradients clipped to norm {base.max_grad_norm:g}" if base.max_grad_norm > 0 else "no gradient clipping"
     return [
         "## Setup",
         "",
@@ -102,11 +103,14 @@ def _setup_section(summary: dict[str, Any], data_args: DataArguments, base: Feed
         f"{experiment.teacher_seeds}){large}.",
         f"- Schedule: {base.num_train_epochs:g} epoch(s), batch {base.per_device_train_batch_size}, "
         f"{_plain(base.optim)} ({base.optim_args}), lr {base.learning_rate}, {_plain(base.lr_scheduler_type)} "
-        f"schedule, weight decay {base.weight_decay}; reflect-pad crop + flip {augmentation}.",
+        f"schedule, weight decay {base.weight_decay} on {decayed}; {clipping}; reflect-pad crop + flip "
+        f"{augmentation}.",
         f"- FEED: p = {base.feed_p}, reduction '{base.feed_reduction}', default connector (3 conv3×3, LeakyReLU 0.1); "
         f"logit-KD baseline: weight {experiment.kd_baseline_weight}, T = {base.kd_temperature}.",
-        f"- Seeds: CE and pFEED-3 {experiment.student_seeds}, other methods {experiment.secondary_seeds}; hardware "
-        f"{first['hardware']}; versions {versions}; code {first['code_version']}.",
+        f"- Seeds: paired {experiment.student_seeds} (CE, logit KD, FEED-single and pFEED with all teachers share "
+        f"each seed's initialisation and data order), other methods {experiment.secondary_seeds or 'not run'}, "
+        f"teachers {experiment.teacher_seeds}; hardware {first['hardware']}; versions {versions}; code "
+        f"{first['code_version']}.",
         _training_time_line(summary["root"], summary["wall_time_s"]),
         "",
     ]
@@ -165,25 +169,32 @@ def _investigations_section(summary: dict[str, Any]) -> list[str]:
 
 def _students_section(summary: dict[str, Any], accuracy_png: Path) -> list[str]:
     rows = [
-        f"| {_LABELS.get(name, name)} | {m['mean']:.2f} ± {m['std']:.2f} ({m['n']}) | "
-        + ", ".join(f"{v:.2f}" for v in m["values"])
+        f"| {LABELS.get(name, name)} | {m['mean']:.2f} ± {m['std']:.2f} ({m['n']}) | "
+        + ", ".join(f"s{seed}: {v:.2f}" for seed, v in zip(m.get("seeds", []), m["values"], strict=False))
         + f" | {m['minutes']} |"
         for name, m in summary["methods"].items()
-    ]
-    generations = [
-        f"| {g['generation']} | {Path(g['teacher']).name if g['teacher'] else '— (CE)'} | {g['top1']:.2f} |"
-        for g in summary["sfeed"]
     ]
     return [
         "## Students: test top-1 (%), mean ± std over seeds",
         "",
-        "| method | mean ± std (n) | runs | training minutes (all seeds) |",
+        "| method | mean ± std (n) | per seed | training minutes (all seeds) |",
         "|---|---|---|---|",
         *rows,
         "",
         f"![accuracy per method]({accuracy_png.name})",
         "",
-        "## Sequential FEED (seed 0)",
+    ]
+
+
+def _sfeed_section(summary: dict[str, Any]) -> list[str]:
+    if not summary.get("sfeed"):
+        return []
+    generations = [
+        f"| {g['generation']} | {Path(g['teacher']).name if g['teacher'] else '— (CE)'} | {g['top1']:.2f} |"
+        for g in summary["sfeed"]
+    ]
+    return [
+        "## Sequential FEED (first student seed)",
         "",
         "| generation | teacher | test top-1 (%) |",
         "|---|---|---|",
@@ -199,86 +210,6 @@ def _command() -> str:
 
 def _plain(value: Any) -> str:
     return str(getattr(value, "value", value))
-
-
-def _comparison(summary: dict[str, Any]) -> str:
-    """Each method against CE: mean difference ± its standard error (Welch) when both have ≥ 2 seeds."""
-    methods, ce = summary["methods"], summary["methods"]["ce"]
-    low, high = min(ce["values"]), max(ce["values"])
-    lines = []
-    for name, stats in methods.items():
-        if name == "ce":
-            continue
-        delta, label = stats["mean"] - ce["mean"], _LABELS.get(name, name)
-        if stats["n"] >= 2 and ce["n"] >= 2:
-            error = math.sqrt(stats["std"] ** 2 / stats["n"] + ce["std"] ** 2 / ce["n"])
-            t = delta / error if error else math.inf
-            verdict = "more than two standard errors" if abs(t) > 2 else "not distinguishable from CE at this n"
-            lines.append(
-                f"- {label}: {delta:+.2f} ± {error:.2f} points vs CE (mean difference ± standard error, "
-                f"Welch t = {t:.2f}, n = {stats['n']} vs {ce['n']}): {verdict}."
-            )
-        else:
-            values = stats["values"]
-            where = "above" if min(values) > high else "below" if max(values) < low else "inside"
-            lines.append(
-                f"- {label}: {delta:+.2f} points vs the CE mean, from {stats['n']} seed(s); "
-                f"{where} the range of the {ce['n']} CE seeds ({low:.2f}–{high:.2f})."
-            )
-    pfeed, ensemble = methods.get("pfeed_3"), max(summary["ensembles"].values())
-    if pfeed:
-        lines.append(
-            f"- The teachers' logit ensemble reaches {ensemble:.2f}; pFEED-3 closes "
-            f"{(pfeed['mean'] - ce['mean']) / (ensemble - ce['mean']) * 100:.0f}% of the CE → ensemble gap."
-        )
-    return "\n".join(lines)
-
-
-def _plot_accuracy(summary: dict[str, Any], path: Path) -> Path:
-    plt = _pyplot()
-    names = list(summary["methods"])
-    means = [summary["methods"][n]["mean"] for n in names]
-    stds = [summary["methods"][n]["std"] for n in names]
-    figure, axis = plt.subplots(figsize=(8, 3.6))
-    axis.bar(range(len(names)), means, yerr=stds, capsize=4, color="#4c72b0")
-    for x, name in enumerate(names):
-        values = summary["methods"][name]["values"]
-        axis.scatter([x] * len(values), values, color="black", s=10, zorder=3)
-    # no-break spaces keep "(n = 3)" on one line
-    labels = [textwrap.fill(f"{_LABELS.get(n, n)} (n\u00a0=\u00a0{summary['methods'][n]['n']})", 16) for n in names]
-    axis.set_xticks(range(len(names)), labels, fontsize=7)
-    ensemble = max(summary["ensembles"].values(), default=None)
-    if ensemble is not None:  # what the teachers reach together: the ceiling a student is pulled towards
-        label = f"teachers' logit ensemble {ensemble:.2f}"
-        axis.axhline(ensemble, color="grey", linestyle="--", linewidth=1, label=label)
-        axis.legend(fontsize=7, loc="upper left")
-    top = max(means + ([ensemble] if ensemble is not None else []))
-    axis.set_ylim(min(means) - 3 * max(stds + [0.5]), top + 2 * max(stds + [0.5]))
-    axis.set_ylabel("test top-1 (%)")
-    axis.set_title("Student accuracy: mean ± std over seeds (dots: runs)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
-
-
-def _plot_feed_curves(summary: dict[str, Any], path: Path) -> Path:
-    plt = _pyplot()
-    history = read_results(summary["methods"]["pfeed_3"]["runs"][0])["log_history"]
-    figure, axis = plt.subplots(figsize=(6, 3.4))
-    keys = sorted({k for entry in history for k in entry if k.startswith("feed/loss_t")})
-    for key in keys:
-        points = [(entry["step"], entry[key]) for entry in history if key in entry]
-        axis.plot(*zip(*points, strict=True), label=f"teacher {key.removeprefix('feed/loss_t')}")
-    axis.set_xlabel("optimizer step")
-    axis.set_ylabel("Eq. 2 distance (unweighted)")
-    axis.set_title("pFEED (3 teachers, seed 0): per-teacher feature loss")
-    if keys:
-        axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
 
 
 def _reconstruction(summary: dict[str, Any], data_args: DataArguments, output_dir: Path) -> dict[str, Any]:
@@ -312,12 +243,86 @@ def _reconstruction_table(analysis: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _pyplot():
-    try:
-        import matplotlib
+def paired_section(summary: dict[str, Any], paired_png: Path | None = None) -> list[str]:
+    """The paired comparisons of `summary["paired"]` as a table (and the per-seed plot when given)."""
+    comparisons = summary.get("paired") or {}
+    if not comparisons:
+        return []
+    rows = [
+        f"| {_comparison_label(name)} | {c['n']} | {_signed(c['mean_difference'])} ± {_number(c['sd_difference'])} "
+        f"| {_number(c['t'])} | {c['df'] if c['df'] is not None else '—'} | {_number(c['p'], 3)} "
+        f"| {_number(c['mdd'])} | "
+        + ", ".join(f"s{seed}: {d:+.2f}" for seed, d in zip(c["seeds"], c["differences"], strict=True))
+        + " |"
+        for name, c in comparisons.items()
+    ]
+    return [
+        "## Paired differences (same seed: same initialisation and data order)",
+        "",
+        "Difference = method − reference, test top-1 points, seed by seed. t, df, p: paired t test "
+        "(`scipy.stats.ttest_rel`, two-sided). MDD: the smallest true difference this n and spread detect "
+        f"with power {POWER:g} at α = {ALPHA:g}, (t_{{1−α/2, n−1}} + t_{{power, n−1}}) · sd / √n.",
+        "",
+        "| comparison | n | mean ± sd of differences | t | df | p | MDD |  per seed |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        *([f"![paired differences per seed]({paired_png.name})", ""] if paired_png else []),
+    ]
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as error:
-        raise ImportError("plots need matplotlib: pip install 'feed-hf[plots]'") from error
-    return plt
+
+def verdict(summary: dict[str, Any]) -> str:
+    """The answer to "does pFEED beat CE and logit KD?", generated from the paired tests (and the ensemble gap)."""
+    comparisons = summary.get("paired") or {}
+    lines = [_verdict_line(name, comparisons[name]) for name in ("pfeed_3 - ce", "pfeed_3 - kd_ensemble")]
+    lines = [line for line in lines if line]
+    methods, ensembles = summary["methods"], summary.get("ensembles") or {}
+    pfeed, ce = methods.get("pfeed_3"), methods.get("ce")
+    if pfeed and ce and ensembles and max(ensembles.values()) != ce["mean"]:
+        ensemble = max(ensembles.values())
+        gap = (pfeed["mean"] - ce["mean"]) / (ensemble - ce["mean"]) * 100
+        lines.append(
+            f"- The teachers' logit ensemble reaches {ensemble:.2f}; pFEED closes {gap:.0f}% of the CE → ensemble gap."
+        )
+    return "\n".join(lines)
+
+
+def _verdict_line(name: str, comparison: dict[str, Any] | None) -> str:
+    if comparison is None:
+        return ""
+    label, n, mean = _comparison_label(name), comparison["n"], comparison["mean_difference"]
+    if n < 2 or comparison["p"] is None:
+        return f"- {label}: {_signed(mean)} points from {n} pair(s): no paired test (needs 2+ seeds that differ)."
+    measured = (
+        f"{mean:+.2f} ± {comparison['sd_difference']:.2f} points (mean ± sd of {n} paired differences), paired "
+        f"t = {comparison['t']:.2f}, df = {comparison['df']}, p = {comparison['p']:.3f}"
+    )
+    if comparison["p"] < ALPHA:
+        direction = "higher" if mean > 0 else "lower"
+        return f"- {label}: {measured}: **significant** at α = {ALPHA:g}; pFEED is {direction}."
+    return (
+        f"- {label}: {measured}: **not significant** at α = {ALPHA:g}. At this n and spread the design detects a "
+        f"paired difference of {comparison['mdd']:.2f} points or more (minimum detectable difference, power "
+        f"{POWER:g}); a true effect smaller than that can go unseen."
+    )
+
+
+def round_one_section(path: Path) -> list[str]:
+    """An earlier round's report (a file kept beside this one) under "Round 1", its headings two levels down."""
+    if not path.is_file():
+        return []
+    text = "\n".join(f"##{line}" if line.startswith("#") else line for line in path.read_text().strip().splitlines())
+    return ["## Round 1 (superseded)", "", text, ""]
+
+
+def _comparison_label(name: str) -> str:
+    method, reference = name.split(" - ")
+    return f"{LABELS.get(method, method)} − {LABELS.get(reference, reference)}"
+
+
+def _signed(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.2f}"
+
+
+def _number(value: float | None, digits: int = 2) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
