@@ -1,16 +1,18 @@
-"""Teacher feature maps computed once per training image and reused every epoch (runs without random augmentation)."""
+"""Teacher outputs computed before training and looked up by `sample_index`: in memory, or from the on-disk store."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 from transformers import default_data_collator
 
+from .teacher_store import StoreSettings, TeacherStore, open_or_build_store
 from .teachers import FrozenTeacher
 
-__all__ = ["IndexedDataset", "TeacherFeatureCache", "check_deterministic"]
+__all__ = ["IndexedDataset", "TeacherFeatureCache", "check_deterministic", "open_store_for"]
 
 
 class IndexedDataset(Dataset):
@@ -26,14 +28,39 @@ class IndexedDataset(Dataset):
         return {**self.dataset[index], "sample_index": index}
 
 
-def check_deterministic(dataset: Dataset) -> None:
+def check_deterministic(dataset: Dataset, option: str = "cache_teacher_features") -> None:
     """Refuse a dataset whose first item differs between two reads (random crop/flip/...)."""
     first, second = dataset[0]["pixel_values"], dataset[0]["pixel_values"]
     if not torch.equal(torch.as_tensor(first), torch.as_tensor(second)):
         raise ValueError(
-            "cache_teacher_features needs a training set without random augmentation: its first image differed "
-            "between two reads (random crop/flip?). Turn the augmentation off, or drop cache_teacher_features."
+            f"{option} needs a training set without random augmentation: its first image differed between two "
+            f"reads (random crop/flip?). Turn the augmentation off (batch_augmentation replays it), or drop {option}."
         )
+
+
+def open_store_for(
+    args: Any, teachers: Sequence[FrozenTeacher], dataset: Dataset, barrier: Callable[[], None]
+) -> TeacherStore:
+    """The teacher store of a FeedConfig's run (`teacher_store*` and `batch_augmentation*` fields), built if absent."""
+    check_deterministic(dataset, "teacher_store")
+    settings = StoreSettings(
+        views=args.teacher_store_views,
+        padding=args.batch_augmentation_padding,
+        augmentation=args.batch_augmentation,
+        dtype=args.teacher_store_dtype,
+        with_logits=args.kd_weight > 0,
+    )
+    return open_or_build_store(
+        teachers,
+        dataset,
+        settings,
+        root=args.teacher_store_dir,
+        batch_size=args.per_device_eval_batch_size,
+        device=args.device,
+        rank=args.process_index,
+        world_size=args.world_size,
+        barrier=barrier,
+    )
 
 
 class TeacherFeatureCache:
@@ -77,3 +104,9 @@ class TeacherFeatureCache:
             [maps[rows].to(device, non_blocking=True) for maps in self.feature_maps],
             [logits[rows].to(device, non_blocking=True) for logits in self.logits],
         )
+
+    def replay(
+        self, pixel_values: torch.Tensor, sample_index: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """The batch's pixels as given (nothing to replay) and its cached (feature maps, logits)."""
+        return pixel_values, *self.lookup(sample_index, pixel_values.device)
