@@ -12,8 +12,9 @@ import numpy as np
 
 from .images import undecodable_rows
 from .labels import apply_label_mapping, build_label_mapping, unseen_in_train
+from .streams import load_image_streams
 
-__all__ = ["DataArguments", "UndecodableImagePolicy", "load_image_splits"]
+__all__ = ["DataArguments", "UndecodableImagePolicy", "is_label_free", "load_image_splits"]
 
 logger = logging.getLogger(__name__)
 UndecodableImagePolicy = Literal["error", "skip"]
@@ -42,7 +43,11 @@ class DataArguments:
         default=None, metadata={"help": f"Image column. Default: the first of {_IMAGE_COLUMNS} present."}
     )
     label_column: str | None = field(
-        default=None, metadata={"help": f"Label column. Default: the first of {_LABEL_COLUMNS} present."}
+        default=None,
+        metadata={
+            "help": f"Label column. Default: the first of {_LABEL_COLUMNS} present; with none present, or 'none', "
+            "the run is label-free (loss Σβ·FEED alone, student exported as a backbone)."
+        },
     )
     train_split: str = field(default="train", metadata={"help": "Split to train on."})
     eval_split: str | None = field(
@@ -67,6 +72,19 @@ class DataArguments:
         default=True, metadata={"help": "Random horizontal flips in training (turn off for digits and text)."}
     )
 
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Stream the dataset (datasets' IterableDataset) instead of downloading it: needs max_steps; "
+            "no decode pre-check over the whole split (a bad image fails at its step); without an eval split, "
+            "max_eval_samples images are taken from the head of the train stream; labels must be a ClassLabel, "
+            "or set num_labels / class_names."
+        },
+    )
+    class_names: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Class names in label-index order, for a stream whose labels are plain integers."},
+    )
     undecodable_images: UndecodableImagePolicy = field(
         default="error",
         metadata={
@@ -87,14 +105,19 @@ class DataArguments:
                 raise ValueError(f"{name} must be >= 1 or unset, got {value}")
 
 
-def load_image_splits(data_args: DataArguments, seed: int = 0) -> datasets.DatasetDict:
+def load_image_splits(data_args: DataArguments, seed: int = 0) -> datasets.DatasetDict | datasets.IterableDatasetDict:
     """`{"train", "eval"}` with exactly two columns: `image` (datasets.Image) and `label` (ClassLabel).
+
+    Without a label column (see `label_column`), `image` only: a label-free run. With `streaming`, an
+    `IterableDatasetDict` (`streams.load_image_streams`).
 
     Every image of the splits the run uses is checked to decode first (`undecodable_images`); with
     "skip", the returned DatasetDict's `skipped_images` attribute holds `{split name: rows dropped}`.
     Then one label mapping, built from the train split (see feed_hf.labels), is applied to every split,
     before any subset or carving, so max_train_samples never changes it.
     """
+    if data_args.streaming:
+        return load_image_streams(_load_raw_streams(data_args), data_args, _pick_columns, _EVAL_SPLITS, seed)
     raw = _load_raw(data_args)
     if data_args.train_split not in raw:
         raise ValueError(f"dataset {data_args.dataset!r} has no split {data_args.train_split!r}; it has {list(raw)}")
@@ -103,10 +126,12 @@ def load_image_splits(data_args: DataArguments, seed: int = 0) -> datasets.Datas
     used = {data_args.train_split: raw[data_args.train_split], **({eval_name: raw[eval_name]} if eval_name else {})}
     splits = {name: _standardise(split, image_column, label_column) for name, split in used.items()}
     splits, skipped = _drop_undecodable(splits, data_args)
-    splits = _with_one_label_mapping(splits, data_args, eval_name)
+    if label_column is not None:
+        splits = _with_one_label_mapping(splits, data_args, eval_name)
     train = splits[data_args.train_split]
     if eval_name is None:
-        carved = train.train_test_split(test_size=data_args.validation_fraction, seed=seed, stratify_by_column="label")
+        stratify = "label" if label_column is not None else None
+        carved = train.train_test_split(test_size=data_args.validation_fraction, seed=seed, stratify_by_column=stratify)
         train, evaluation = carved["train"], carved["test"]
     else:
         evaluation = splits[eval_name]
@@ -175,6 +200,19 @@ def _load_raw(data_args: DataArguments) -> datasets.DatasetDict:
     return _wrap(datasets.load_dataset(source, data_args.dataset_config_name))
 
 
+def _load_raw_streams(data_args: DataArguments) -> datasets.IterableDatasetDict:
+    source = data_args.dataset
+    if source == "digits":
+        return datasets.IterableDatasetDict(train=digits_dataset().to_iterable_dataset())
+    path = Path(source)
+    if path.is_file():
+        builder, files = path.suffix.lstrip("."), {"train": str(path)}
+        return datasets.load_dataset(builder, data_files=files, streaming=True)
+    if path.is_dir():
+        return datasets.load_dataset("imagefolder", data_dir=str(path), streaming=True)
+    return datasets.load_dataset(source, data_args.dataset_config_name, streaming=True)
+
+
 def _looks_like_path(source: str) -> bool:
     return source.startswith((".", "/", "~")) or source.count("/") > 1 or source.endswith((".parquet", ".arrow"))
 
@@ -202,8 +240,12 @@ def _wrap(loaded: datasets.Dataset | datasets.DatasetDict) -> datasets.DatasetDi
     return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict(train=loaded)
 
 
-def _pick_columns(split: datasets.Dataset, data_args: DataArguments) -> tuple[str, str]:
+def _pick_columns(split: datasets.Dataset, data_args: DataArguments) -> tuple[str, str | None]:
     columns = split.column_names
+    if (data_args.label_column is None and not any(c in columns for c in _LABEL_COLUMNS)) or is_label_free(data_args):
+        why = "label_column is 'none'" if is_label_free(data_args) else f"no label column among {columns}"
+        logger.warning("dataset %r: %s: label-free FEED (loss Σβ·FEED alone)", data_args.dataset, why)
+        return _pick_image_column(columns, data_args), None
     chosen = []
     for requested, candidates, kind in (
         (data_args.image_column, _IMAGE_COLUMNS, "image"),
@@ -219,9 +261,25 @@ def _pick_columns(split: datasets.Dataset, data_args: DataArguments) -> tuple[st
     return chosen[0], chosen[1]
 
 
-def _standardise(split: datasets.Dataset, image_column: str, label_column: str) -> datasets.Dataset:
-    split = split.select_columns([image_column, label_column])
-    split = split.rename_columns({k: v for k, v in {image_column: "image", label_column: "label"}.items() if k != v})
+def is_label_free(data_args: DataArguments) -> bool:
+    """Whether `label_column` asks for a label-free run ('none')."""
+    return data_args.label_column is not None and data_args.label_column.lower() == "none"
+
+
+def _pick_image_column(columns: list[str], data_args: DataArguments) -> str:
+    column = data_args.image_column or next((c for c in _IMAGE_COLUMNS if c in columns), None)
+    if column is None or column not in columns:
+        raise ValueError(
+            f"dataset {data_args.dataset!r} has no image column {column or _IMAGE_COLUMNS!r}; its columns are "
+            f"{columns}. Set --image_column to one of them."
+        )
+    return column
+
+
+def _standardise(split: datasets.Dataset, image_column: str, label_column: str | None) -> datasets.Dataset:
+    split = split.select_columns([image_column, *([label_column] if label_column else [])])
+    names = {image_column: "image", **({label_column: "label"} if label_column else {})}
+    split = split.rename_columns({k: v for k, v in names.items() if k != v})
     if not isinstance(split.features["image"], datasets.Image):
         split = split.cast_column("image", datasets.Image())
     return split  # labels become ClassLabel through the run's one mapping (feed_hf.labels)

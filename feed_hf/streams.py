@@ -1,0 +1,82 @@
+"""Streamed datasets (`datasets.IterableDataset`) for FEED runs: loading, column choice, eval split, class names.
+
+A stream cannot be scanned before training, so three things differ from `data.load_image_splits`: there is no
+decode pre-check (an image that does not decode fails at its step), the class names come from the stream's
+`ClassLabel` or from `num_labels` / `class_names` (`pixel_values.label_names_of`), and an eval split that the
+dataset lacks is the first `max_eval_samples` examples of the train stream (skipped by training).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import datasets
+
+__all__ = ["check_streaming_steps", "load_image_streams", "refuse_stream_teacher_outputs"]
+
+
+def load_image_streams(
+    raw: datasets.IterableDatasetDict,
+    data_args: Any,
+    pick_columns: Callable[[datasets.Dataset, Any], tuple[str, str | None]],
+    eval_splits: Sequence[str],
+    seed: int = 0,
+) -> datasets.IterableDatasetDict:
+    """`{"train", "eval"}` streams with an `image` column and, unless label-free, a `label` column.
+
+    `raw` is the dataset's streams; `data_args` a `data.DataArguments`; `pick_columns` chooses the image and label
+    columns on a one-row `Dataset` of the train stream's head; `eval_splits` the eval split names tried in order.
+    """
+    if data_args.train_split not in raw:
+        raise ValueError(f"dataset {data_args.dataset!r} has no split {data_args.train_split!r}; it has {list(raw)}")
+    train = raw[data_args.train_split]
+    eval_name = data_args.eval_split or next((name for name in eval_splits if name in raw), None)
+    if eval_name is not None and eval_name not in raw:
+        raise ValueError(f"dataset {data_args.dataset!r} has no split {eval_name!r}; it has {list(raw)}")
+    head = datasets.Dataset.from_list(list(train.take(1)), features=train.features)
+    image_column, label_column = pick_columns(head, data_args)
+    if eval_name is not None:
+        evaluation = _standard(raw[eval_name], image_column, label_column)
+    elif data_args.max_eval_samples:
+        evaluation = _standard(train.take(data_args.max_eval_samples), image_column, label_column)
+        train = train.skip(data_args.max_eval_samples)
+    else:
+        raise ValueError(
+            f"dataset {data_args.dataset!r} is streamed and has no eval split (it has {list(raw)}); a stream cannot "
+            "be carved by validation_fraction: set --eval_split, or --max_eval_samples N to evaluate on the first N "
+            "training examples (training then skips them)"
+        )
+    if data_args.max_eval_samples and eval_name is not None:
+        evaluation = evaluation.take(data_args.max_eval_samples)
+    train = _standard(train, image_column, label_column)
+    if data_args.max_train_samples:
+        train = train.take(data_args.max_train_samples)
+    return datasets.IterableDatasetDict(train=train.shuffle(seed=seed, buffer_size=1000), eval=evaluation)
+
+
+def check_streaming_steps(max_steps: int) -> None:
+    """A stream has no length, so the Trainer cannot count epochs: refuse a streamed run without `max_steps`."""
+    if max_steps is None or max_steps <= 0:
+        raise ValueError(
+            f"streaming: max_steps={max_steps}, but a streamed dataset has no length, so num_train_epochs cannot "
+            "be turned into steps; set --max_steps N (N > 0), or turn streaming off"
+        )
+
+
+def _standard(
+    stream: datasets.IterableDataset, image_column: str, label_column: str | None
+) -> datasets.IterableDataset:
+    names = {image_column: "image", **({label_column: "label"} if label_column else {})}
+    stream = stream.select_columns(list(names))
+    return stream.rename_columns({k: v for k, v in names.items() if k != v})
+
+
+def refuse_stream_teacher_outputs(args: object) -> None:
+    """`cache_teacher_features` / `teacher_store` key teacher outputs by row index: a stream has none."""
+    for option in ("cache_teacher_features", "teacher_store"):
+        if getattr(args, option, False):
+            raise ValueError(
+                f"{option}=True with a streamed dataset: teacher outputs are stored by row index and a stream has "
+                f"no indices; set --{option} false (teachers then run on every batch), or turn streaming off"
+            )
