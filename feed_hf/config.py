@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from transformers import TrainingArguments
 
-from .checks import broadcast_per_teacher
+from .config_access import FeedSettingsMixin
 from .config_checks import check_feed_config
 from .field_types import check_field_value, field_specs
 
@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class FeedConfig(TrainingArguments):
+class FeedConfig(FeedSettingsMixin, TrainingArguments):
     """TrainingArguments plus parallel FEED (Park & Kwak 2019): L = CE + Σ_n β_n·L_FEED_n [+ KD].
 
     FeedConfig adds to [`TrainingArguments`] the settings of parallel FEED (feature-level ensemble for knowledge
@@ -47,20 +47,23 @@ class FeedConfig(TrainingArguments):
 
     Args:
         student (`str | None`, *optional*, defaults to `None`):
-            timm name of the student, e.g. `"resnet20_cifar"`. Not needed when [`FeedTrainer`] gets `model=`.
+            The student: a timm name, freshly initialised (e.g. `"resnet20_cifar"`); `"NAME.TAG"` with timm's
+            pretrained weights; `"hf-hub:ns/name[@rev]"` (pinned); `"local-dir:PATH"` or an exported folder. Pretrained
+            students get a new classifier for the run's classes. Not needed when [`FeedTrainer`] gets `model=`.
         num_labels (`int | None`, *optional*, defaults to `None`):
             Number of classes of the student, >= 1. `None`: read from the train set's `ClassLabel`.
         input_size (`int | None`, *optional*, defaults to `None`):
-            Square input resolution of the student and of its data transforms, >= 8 pixels. `None`: the student's
-            timm pretrained cfg.
+            Square input resolution of the student, its transforms, the teachers' probes and the export, >= 8 pixels.
+            `None`: the data's size when it is clearly not the cfg's (train_dataset's `pixel_values`; a split's images
+            when smaller than the cfg's size), else the student's timm cfg. Applied to `model=` students too.
         teachers (`list[str]`, *optional*, defaults to `[]`):
             The teachers, each `"hf-hub:ns/name[@rev]"`, `"local-dir:PATH"`, a folder exported by feed-hf,
             `"TIMM_NAME=weights.safetensors"`, or a timm name with pretrained weights. Empty: teachers may be given to
             [`FeedTrainer`] as modules.
         teacher_allow_pickle (`bool`, *optional*, defaults to `False`):
             Allow teacher weights that exist only as a pickle (`.pth`, `.pt`, `.bin`, `.ckpt`), read with
-            `torch.load(weights_only=True)`. `False`: such teachers are refused; `model.safetensors` is always
-            preferred when there is one.
+            `torch.load(weights_only=True)`; also covers a pretrained `student`'s weights. `False`: such weights are
+            refused; `model.safetensors` is always preferred when there is one.
         feed_beta (`list[float]`, *optional*, defaults to `[500.0]`):
             β of Eq. 1: one value for all teachers or one per teacher, each finite and >= 0. 500 suits
             `feed_reduction="mean"` (Factor Transfer's CIFAR value); for `"sum"` divide it by C·H·W of the teacher
@@ -76,9 +79,16 @@ class FeedConfig(TrainingArguments):
             Name of the module whose output is the student map, hooked for models without
             `forward_intermediates`; overrides `student_feature_index`.
         teacher_feature_indices (`list[int]`, *optional*, defaults to `[-1]`):
-            Index into each teacher's `feature_info`: one for all teachers or one per teacher; `-1` = the final map.
+            One for all teachers or one per teacher: `-1` = the map `forward_features` returns (ViT tokens laid
+            out as `[B, C, H, W]`), any other index an entry of the teacher's `feature_info`.
         teacher_feature_modules (`list[str]`, *optional*, defaults to `[]`):
-            Module name per teacher for the hook fallback, one per teacher. Empty: use `forward_intermediates`.
+            Module name per teacher whose output is its map (hook fallback), one per teacher; an empty entry `""`
+            uses that teacher's `teacher_feature_indices` entry. Empty list: indices for all.
+        teacher_input_sizes (`list[int]`, *optional*, defaults to `[]`):
+            Square resolution each teacher runs at, one for all teachers or one per teacher, >= 8 or `0`; the
+            batch is resized on its device for that teacher. `0` or empty: the size its model only accepts (a
+            ViT without `dynamic_img_size`), else the student's. timm keyword arguments for one teacher go on its
+            spec: `"hf-hub:ns/vit?dynamic_img_size=true"`.
         connector_num_layers (`int`, *optional*, defaults to `3`):
             Number of 3×3 conv layers per connector, >= 1 (the paper: 3).
         connector_mid_channels (`int | None`, *optional*, defaults to `None`):
@@ -99,6 +109,9 @@ class FeedConfig(TrainingArguments):
             Empty: the `lr_scheduler_type` schedule alone.
         lr_decay_rate (`float`, *optional*, defaults to `0.1`):
             Factor applied at each of `lr_decay_epochs`, in (0, 1].
+        weight_decay_on_all_parameters (`bool`, *optional*, defaults to `False`):
+            Decay every parameter (biases, BatchNorm γ and β, connectors) as the FEED / Factor Transfer code's
+            `SGD(model.parameters())`. `False`: the Trainer's set (no biases, BatchNorm β, LayerNorm weights).
         teacher_dtype (`Literal["float32", "bfloat16", "float16"]`, *optional*, defaults to `"float32"`):
             Run the teachers under autocast in this dtype (GPU speed); the FEED loss stays in float32.
         channels_last (`bool`, *optional*, defaults to `False`):
@@ -115,6 +128,15 @@ class FeedConfig(TrainingArguments):
         cache_teacher_features (`bool`, *optional*, defaults to `False`):
             Compute each teacher's map once per training image and reuse it every epoch. Only for training sets
             without random augmentation (checked; not with `batch_augmentation`). Memory: N·C·H·W values per image.
+        teacher_store (`bool`, *optional*, defaults to `False`):
+            Read teacher maps from a persistent store on disk, built once per teachers/data/settings and shared by
+            ranks and runs; with `batch_augmentation`, its crops/flips are recorded and replayed (docs/performance.md).
+        teacher_store_dir (`str | None`, *optional*, defaults to `None`):
+            Folder of the stores (one sub-folder per fingerprint). `None`: `~/.cache/feed_hf/teacher_store`.
+        teacher_store_views (`int`, *optional*, defaults to `1`):
+            Augmented views K recorded per image (>= 1; > 1 needs `batch_augmentation`); training replays one per epoch.
+        teacher_store_dtype (`Literal["bfloat16", "float16", "float32"]`, *optional*, defaults to `"bfloat16"`):
+            Storage dtype of the stored maps and logits; the loss is computed in float32.
         stop_on_nonfinite_loss (`bool`, *optional*, defaults to `True`):
             Stop at the first step whose loss is NaN or Inf, naming the loss term (one host sync per step).
         overwrite_output_dir (`bool`, *optional*, defaults to `False`):
@@ -123,6 +145,12 @@ class FeedConfig(TrainingArguments):
             (`resume_from_checkpoint`) is not overwriting and needs no opt-in.
         push_connectors (`bool`, *optional*, defaults to `False`):
             With `push_to_hub`: also push the connectors, as a separate `feed_connectors.safetensors`.
+        model_license (`str | None`, *optional*, defaults to `None`):
+            Hub licence id of the model for its card (e.g. `"mit"`). `None`: the teachers' shared one, else unset.
+        dataset_id (`str | None`, *optional*, defaults to `None`):
+            Hub dataset id (`ns/name`) of the data for the card's metadata when it was not loaded from the Hub.
+        dataset_name (`str | None`, *optional*, defaults to `None`):
+            Readable name of the data for the card. `None`: the dataset's own name or Hub id.
         remove_unused_columns (`bool`, *optional*, defaults to `False`):
             Overrides TrainingArguments' `True`: keep every dataset column, as the on-the-fly image transform and
             `cache_teacher_features` need columns the model's `forward` does not take (see above).
@@ -130,7 +158,10 @@ class FeedConfig(TrainingArguments):
 
     student: str | None = field(
         default=None,
-        metadata={"help": "timm name of the student, e.g. 'resnet20_cifar'. Not needed when FeedTrainer gets model=."},
+        metadata={
+            "help": "Student: a timm name (fresh init, e.g. 'resnet20_cifar'), 'NAME.TAG' (timm pretrained weights), "
+            "'hf-hub:ns/name[@rev]' or 'local-dir:PATH' (pretrained: new classifier). Not needed with model=."
+        },
     )
     num_labels: int | None = field(
         default=None,
@@ -139,7 +170,8 @@ class FeedConfig(TrainingArguments):
     input_size: int | None = field(
         default=None,
         metadata={
-            "help": "Square input resolution (>= 8) of the student and its data transforms. Default: its timm cfg."
+            "help": "Square input resolution (>= 8) of the student, its transforms, teacher probes and export. "
+            "Default: the data's size when clearly not the student's timm cfg size, else the cfg's."
         },
     )
     teachers: list[str] = field(
@@ -153,7 +185,7 @@ class FeedConfig(TrainingArguments):
         default=False,
         metadata={
             "help": "Allow teacher weights that exist only as .pth/.pt/.bin/.ckpt pickles (read with "
-            "torch.load(weights_only=True)); model.safetensors is preferred when there is one."
+            "torch.load(weights_only=True)), teachers' and a pretrained student's; model.safetensors is preferred."
         },
     )
     feed_beta: list[float] = field(
@@ -184,11 +216,18 @@ class FeedConfig(TrainingArguments):
     )
     teacher_feature_indices: list[int] = field(
         default_factory=lambda: [-1],
-        metadata={"help": "Teacher feature_info index: one for all teachers or one per teacher; -1 = final map."},
+        metadata={"help": "Teacher feature index, one or per teacher: -1 = forward_features' map, else feature_info."},
     )
     teacher_feature_modules: list[str] = field(
         default_factory=list,
-        metadata={"help": "Module name per teacher for the hook fallback (empty: use forward_intermediates)."},
+        metadata={"help": "Module name per teacher whose output is its map (hook fallback); '' = use its index."},
+    )
+    teacher_input_sizes: list[int] = field(
+        default_factory=list,
+        metadata={
+            "help": "Resolution (>= 8, or 0) each teacher runs at (one, or one per teacher); the batch is resized. "
+            "0/empty: its model's fixed size, else the student's. timm kwargs: 'hf-hub:ns/vit?dynamic_img_size=true'."
+        },
     )
     connector_num_layers: int = field(
         default=3, metadata={"help": "Number (>= 1) of 3×3 conv layers per connector (paper: 3)."}
@@ -215,6 +254,9 @@ class FeedConfig(TrainingArguments):
         },
     )
     lr_decay_rate: float = field(default=0.1, metadata={"help": "Factor in (0, 1] applied at each of lr_decay_epochs."})
+    weight_decay_on_all_parameters: bool = field(
+        default=False, metadata={"help": "Decay biases and BatchNorm too, as the FEED code; False: the Trainer's set."}
+    )
     teacher_dtype: Literal["float32", "bfloat16", "float16"] = field(
         default="float32",
         metadata={"help": "Run teachers under autocast in this dtype (GPU speed); the FEED loss stays fp32."},
@@ -241,6 +283,19 @@ class FeedConfig(TrainingArguments):
             "for training sets without random augmentation (checked). Memory: N·C·H·W values per image."
         },
     )
+    teacher_store: bool = field(
+        default=False,
+        metadata={"help": "Teacher maps from a persistent on-disk store shared by ranks and runs (replays crops)."},
+    )
+    teacher_store_dir: str | None = field(
+        default=None, metadata={"help": "Folder of the teacher stores. Unset: ~/.cache/feed_hf/teacher_store."}
+    )
+    teacher_store_views: int = field(
+        default=1, metadata={"help": "Augmented views K stored per image (> 1 needs batch_augmentation)."}
+    )
+    teacher_store_dtype: Literal["bfloat16", "float16", "float32"] = field(
+        default="bfloat16", metadata={"help": "Storage dtype of the teacher store; the loss stays float32."}
+    )
     stop_on_nonfinite_loss: bool = field(
         default=True,
         metadata={
@@ -259,6 +314,13 @@ class FeedConfig(TrainingArguments):
         default=False,
         metadata={"help": "With push_to_hub: also push the connectors, as a separate feed_connectors.safetensors."},
     )
+    model_license: str | None = field(
+        default=None, metadata={"help": "Hub licence id for the card. Unset: the teachers' shared one, else none."}
+    )
+    dataset_id: str | None = field(
+        default=None, metadata={"help": "Hub dataset id (ns/name) of the data for the card, if not from the Hub."}
+    )
+    dataset_name: str | None = field(default=None, metadata={"help": "Readable name of the data for the card."})
     remove_unused_columns: bool = field(
         default=False,
         metadata={
@@ -287,53 +349,3 @@ class FeedConfig(TrainingArguments):
         for name, (annotation, default) in field_specs(FeedConfig).items():
             if name in own_fields:
                 setattr(self, name, check_field_value(name, annotation, getattr(self, name), default=default))
-
-    def betas(self, num_teachers: int) -> list[float]:
-        """feed_beta broadcast to one β per teacher."""
-        return broadcast_per_teacher("feed_beta", self.feed_beta, num_teachers)
-
-    def teacher_feature_index(self, teacher_index: int, num_teachers: int) -> int:
-        return broadcast_per_teacher("teacher_feature_indices", self.teacher_feature_indices, num_teachers)[
-            teacher_index
-        ]
-
-    def teacher_feature_module(self, teacher_index: int, num_teachers: int) -> str | None:
-        self._check_feature_modules(num_teachers)
-        return self.teacher_feature_modules[teacher_index] if self.teacher_feature_modules else None
-
-    def _check_feature_modules(self, num_teachers: int) -> None:
-        if self.teacher_feature_modules and len(self.teacher_feature_modules) != num_teachers:
-            raise ValueError(
-                f"teacher_feature_modules has {len(self.teacher_feature_modules)} entries for {num_teachers} "
-                "teachers; give one module name per teacher or none"
-            )
-
-    def teacher_autocast_dtype(self) -> torch.dtype | None:
-        return None if self.teacher_dtype == "float32" else getattr(torch, self.teacher_dtype)
-
-    def connector_options(self) -> dict[str, Any]:
-        return {
-            "num_layers": self.connector_num_layers,
-            "mid_channels": self.connector_mid_channels,
-            "norm": self.connector_norm,
-            "activation": self.connector_activation,
-        }
-
-    def feed_settings(self) -> dict[str, Any]:
-        """The FEED part of this config (what `feed_config.json` records)."""
-        return {
-            "student": self.student,
-            "num_labels": self.num_labels,
-            "input_size": self.input_size,
-            "teachers": list(self.teachers),
-            "feed_beta": list(self.feed_beta),
-            "feed_p": self.feed_p,
-            "feed_reduction": self.feed_reduction,
-            "student_feature_index": self.student_feature_index,
-            "student_feature_module": self.student_feature_module,
-            "teacher_feature_indices": list(self.teacher_feature_indices),
-            "teacher_feature_modules": list(self.teacher_feature_modules),
-            "connector": self.connector_options(),
-            "kd_weight": self.kd_weight,
-            "kd_temperature": self.kd_temperature,
-        }

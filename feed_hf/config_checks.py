@@ -19,6 +19,7 @@ def check_feed_config(config: Any) -> None:
     check_per_teacher("teacher_feature_indices", config.teacher_feature_indices, num_teachers)
     if num_teachers:  # teachers given as modules are counted when the trainer gets them
         config._check_feature_modules(num_teachers)
+    _check_teacher_input_sizes(config.teacher_input_sizes, num_teachers)
     for beta in config.feed_beta:
         if not (math.isfinite(beta) and beta >= 0):
             raise ValueError(f"feed_beta must be finite and >= 0, got {beta}")
@@ -38,6 +39,7 @@ def check_feed_config(config: Any) -> None:
             "cache_teacher_features caches maps of un-augmented images; it cannot be combined with "
             f"batch_augmentation={config.batch_augmentation!r}"
         )
+    _check_teacher_store(config)
     if config.feed_reduction not in ("mean", "sum"):
         raise ValueError(f"feed_reduction must be 'mean' or 'sum', got {config.feed_reduction!r}")
     if config.input_size is not None and config.input_size < 8:
@@ -71,3 +73,32 @@ def _check_step_decay(config: Any) -> None:
         raise ValueError(f"lr_decay_epochs must be increasing and > 0, got {config.lr_decay_epochs}")
     if not 0 < config.lr_decay_rate <= 1:
         raise ValueError(f"lr_decay_rate must be in (0, 1], got {config.lr_decay_rate}")
+
+
+def _check_teacher_store(config: Any) -> None:
+    if config.teacher_store_views < 1:
+        raise ValueError(f"teacher_store_views must be >= 1, got {config.teacher_store_views}")
+    if config.teacher_store_dtype not in ("bfloat16", "float16", "float32"):
+        raise ValueError(
+            f"teacher_store_dtype must be bfloat16, float16 or float32, got {config.teacher_store_dtype!r}"
+        )
+    if not config.teacher_store:
+        return
+    if config.cache_teacher_features:
+        raise ValueError("teacher_store=True replaces cache_teacher_features; set only one of them")
+    if config.teacher_store_views > 1 and config.batch_augmentation == "none":
+        raise ValueError(
+            f"teacher_store_views={config.teacher_store_views} records augmented views, but batch_augmentation is "
+            "'none' (the views would be identical); set batch_augmentation=crop_flip or teacher_store_views=1"
+        )
+
+
+def _check_teacher_input_sizes(sizes: list[int], num_teachers: int) -> None:
+    if sizes:  # empty: every teacher at its model's fixed size, else the student's
+        check_per_teacher("teacher_input_sizes", sizes, num_teachers)
+    for size in sizes:
+        if size != 0 and size < 8:
+            raise ValueError(
+                f"teacher_input_sizes has {size}; each entry is a resolution >= 8 pixels, or 0 for the size the "
+                "teacher's model only accepts (else the student's)"
+            )

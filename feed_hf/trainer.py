@@ -5,38 +5,42 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-import timm
 import torch
-from huggingface_hub import CommitInfo
 from timm.data import resolve_model_data_config
 from torch import nn
-from torch.nn import functional as F
+from torch.utils.data import IterableDataset
 from transformers import Trainer, enable_full_determinism, set_seed
 
 from .checkpoints import CheckpointMarkerCallback, check_resume_compatible
 from .checks import check_export_target, check_labels_fit, check_not_empty, check_output_dir
 from .config import FeedConfig
-from .export import export_student, has_export
-from .feature_cache import IndexedDataset, TeacherFeatureCache
+from .feature_cache import IndexedDataset, TeacherFeatureCache, open_store_for
 from .features import FeatureTap
-from .hub import push_export
+from .hub_callbacks import ExportPushCallback, check_hub_strategy
+from .label_free import cross_entropy_term, evaluation_loss
 from .losses import ensemble_kd_loss, feed_loss
 from .metrics import top_k_accuracy
+from .model_init import ModelInitMixin, probe_model_init
 from .modeling import FeedStudent, build_feed_student, student_map_shape
-from .portable import portable_feed_config, portable_teacher_source
-from .record import feed_settings_record
-from .teachers import FrozenTeacher, load_teacher_model
+from .pixel_values import check_pixel_values_once
+from .portable import portable_teacher_source
+from .resolution import pixel_values_size, resolve_student_input_size
+from .streams import refuse_stream_teacher_outputs
+from .student_export import StudentExportMixin
+from .students import create_student
+from .teacher_store import TeacherStore
+from .teachers import FrozenTeacher, check_kd_classes, load_teacher_model
 from .transforms import random_crop_flip
+from .weight_decay import decay_parameter_names
 
 __all__ = ["FeedTrainer", "create_student"]
 
 logger = logging.getLogger(__name__)
 
 
-class FeedTrainer(Trainer):
+class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
     """Trains a student with CE + Σ_n β_n·L_FEED_n (+ optional logit KD) from frozen teachers.
 
     `FeedTrainer(args=FeedConfig(student=..., teachers=[...]), train_dataset=...)` builds everything
@@ -51,6 +55,13 @@ class FeedTrainer(Trainer):
 
     # compute_loss returns a per-batch mean: the Trainer divides by gradient-accumulation steps.
     loss_is_scaled_for_ga = False
+    get_decay_parameter_names = decay_parameter_names  # the Trainer's hook: weight_decay_on_all_parameters
+    # What a caller may attach to the run's record (feed_hf.run_record): data facts (else derived from
+    # datasets.Dataset inputs), task name, the clock wall time counts from, a CE baseline's top-1 for the card.
+    data_record: dict[str, Any] | None = None
+    run_task: str | None = None
+    run_started: float | None = None
+    card_baseline_top1: float | None = None
 
     def __init__(
         self,
@@ -62,14 +73,20 @@ class FeedTrainer(Trainer):
     ) -> None:
         if not isinstance(args, FeedConfig):
             raise TypeError(f"FeedTrainer needs args=FeedConfig(...), got {type(args).__name__}")
+        check_hub_strategy(args)
         # As Trainer does before it builds a model: the student and connectors built below start from args.seed.
         enable_full_determinism(args.seed) if args.full_determinism else set_seed(args.seed)
         self.class_names = list(class_names) if class_names else _class_names(trainer_kwargs.get("train_dataset"))
+        if model is None and trainer_kwargs.get("model_init") is not None:  # probed here; re-made at each train()
+            model = self._model_init_probe = probe_model_init(trainer_kwargs["model_init"])
         if model is None:
             num_labels = args.num_labels or (len(self.class_names) if self.class_names else None)
             model = create_student(args, num_labels)
         student = model
         bare_student = student.student if isinstance(student, FeedStudent) else student
+        # One resolution for student=, model=, the teachers' probes and the export (FeedConfig.input_size wins).
+        first_size = pixel_values_size(trainer_kwargs.get("train_dataset"))
+        resolve_student_input_size(bare_student, args.input_size, first_size, "train_dataset's pixel_values", True)
         sources = list(teachers) if teachers is not None else list(args.teachers)
         # As given (local paths included): what the output_dir checks compare; records use teacher_sources.
         self.teacher_specs = [s for s in sources if isinstance(s, str)]
@@ -92,14 +109,16 @@ class FeedTrainer(Trainer):
         if args.channels_last:
             student.to(memory_format=torch.channels_last)
         trainer_kwargs.setdefault("compute_metrics", top_k_accuracy)
-        if args.cache_teacher_features and self.teachers and trainer_kwargs.get("train_dataset") is not None:
+        stores = (args.cache_teacher_features or args.teacher_store) and bool(self.teachers)
+        if stores and trainer_kwargs.get("train_dataset") is not None:
+            if isinstance(trainer_kwargs["train_dataset"], IterableDataset):  # stores are keyed by row index
+                refuse_stream_teacher_outputs(args)
             trainer_kwargs["train_dataset"] = IndexedDataset(trainer_kwargs["train_dataset"])
-        super().__init__(model=student, args=args, **trainer_kwargs)
+        super().__init__(model=student if self._model_init_probe is None else None, args=args, **trainer_kwargs)
         self.add_callback(CheckpointMarkerCallback(self.run_signature()))
+        self.add_callback(ExportPushCallback(self.export))
         self.teachers.to(self.args.device)
-        self.teacher_feature_cache = (
-            self._build_feature_cache() if args.cache_teacher_features and self.teachers else None
-        )
+        self.teacher_feature_cache = self._build_feature_cache() if stores else None
         self._loss_term_sums: dict[str, torch.Tensor] = {}
         self._loss_term_steps = 0
 
@@ -123,8 +142,10 @@ class FeedTrainer(Trainer):
                     channels_last=args.channels_last,
                     compile=args.compile_teachers,
                     student_map_size=student_map_size,
+                    input_size=args.teacher_input_size(index, len(sources)),
                 )
             )
+        check_kd_classes(frozen, getattr(student, "num_classes", None), args.kd_weight)
         return nn.ModuleList(frozen).eval()
 
     @property
@@ -132,7 +153,9 @@ class FeedTrainer(Trainer):
         """The bare student network (what is exported)."""
         return self.accelerator.unwrap_model(self.model).student
 
-    def _build_feature_cache(self) -> TeacherFeatureCache:
+    def _build_feature_cache(self) -> TeacherFeatureCache | TeacherStore:
+        if self.args.teacher_store:  # every rank builds its block, then maps the whole store
+            return open_store_for(self.args, self.teachers, self.train_dataset, self.accelerator.wait_for_everyone)
         return TeacherFeatureCache.build(
             self.teachers,
             self.train_dataset,
@@ -154,27 +177,26 @@ class FeedTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, Any]:
-        pixel_values, labels = inputs["pixel_values"], inputs["labels"]
+        pixel_values, labels = inputs["pixel_values"], inputs.get("labels")  # no labels: label-free FEED
         if self.args.channels_last:
             pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
-        if not model.training:  # evaluation: the student alone, no teachers
-            outputs = model(pixel_values)
-            loss = F.cross_entropy(outputs.logits.float(), labels)
+        if not model.training:  # evaluation: the student alone, no teachers (label-free: its FEED distances)
+            loss, outputs = evaluation_loss(self, model, pixel_values, labels)
             return (loss, outputs) if return_outputs else loss
-
-        if self.args.batch_augmentation != "none":
+        check_pixel_values_once(self, pixel_values)  # first batch only: warns on another normalisation
+        replays = self.teacher_feature_cache is not None and self.args.teacher_store  # the store's own crops
+        if self.args.batch_augmentation != "none" and not replays:
             pixel_values = random_crop_flip(
                 pixel_values, self.args.batch_augmentation_padding, flip=self.args.batch_augmentation == "crop_flip"
             )
         if self.teacher_feature_cache is not None:
-            teacher_maps, teacher_logits = self.teacher_feature_cache.lookup(
-                inputs["sample_index"], pixel_values.device
+            pixel_values, teacher_maps, teacher_logits = self.teacher_feature_cache.replay(
+                pixel_values, inputs["sample_index"]
             )
         else:
             teacher_maps, teacher_logits = self.teacher_outputs(pixel_values)
         outputs = model(pixel_values)
-        ce = F.cross_entropy(outputs.logits.float(), labels, label_smoothing=self.args.label_smoothing_factor)
-        loss, terms = ce, {"loss/ce": ce}
+        loss, terms = cross_entropy_term(outputs.logits, labels, self.args.label_smoothing_factor)
         if outputs.connected_feature_maps:
             weighted_feed, per_teacher = feed_loss(
                 outputs.connected_feature_maps,
@@ -241,10 +263,6 @@ class FeedTrainer(Trainer):
             )
         return self.lr_scheduler
 
-    def feed_config(self) -> dict[str, Any]:
-        """What `feed_config.json` records: the FEED settings and each teacher as resolved (portable)."""
-        return feed_settings_record(self.args, self.student, self.feed_betas, self.teachers, self.teacher_sources)
-
     def run_signature(self) -> dict[str, Any]:
         """What a checkpoint of this run records, so that resuming another kind of run is refused by name."""
         feed_student = self.accelerator.unwrap_model(self.model) if hasattr(self, "accelerator") else self.model
@@ -264,97 +282,20 @@ class FeedTrainer(Trainer):
         check_resume_compatible(resume_from_checkpoint, self.run_signature(), shapes)
         super()._load_from_checkpoint(resume_from_checkpoint, model)
 
-    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any) -> Any:
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs: Any) -> Any:
         """Trainer.train, then the student's export to `output_dir`: a finished training always leaves a model.
 
         Refused before any step when `output_dir` is a teacher's folder, or holds an export and neither
-        `overwrite_output_dir` nor `resume_from_checkpoint` is set.
+        `overwrite_output_dir` nor `resume_from_checkpoint` is set. A `hyperparameter_search` trial exports
+        its student to the trial's folder, `output_dir/run-<id>` (the Trainer's, where its checkpoints go).
         """
+        export_dir = self._get_output_dir(trial)
         if self.args.should_save:
             resuming = resume_from_checkpoint not in (None, False, "", "False", "false")
-            check_export_target(self.args.output_dir, self.teacher_specs, self.args.overwrite_output_dir, resuming)
-        output = super().train(resume_from_checkpoint, *args, **kwargs)
-        self.export()
+            check_export_target(export_dir, self.teacher_specs, self.args.overwrite_output_dir, resuming)
+        output = super().train(resume_from_checkpoint, trial, **kwargs)
+        self.export(export_dir)
         return output
-
-    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        # Trainer checkpoints hold the whole FeedStudent (connectors included) in a non-timm layout;
-        # FEED pushes only the exported student, in push_to_hub() at the end of training.
-        return
-
-    def push_to_hub(
-        self,
-        commit_message: str | None = "End of training",
-        blocking: bool = True,
-        token: str | None = None,
-        revision: str | None = None,
-        private: bool | None = None,
-        **kwargs: Any,
-    ) -> CommitInfo | None:
-        """Export the bare student to `output_dir` (if not already there) and push it to `args.hub_model_id`.
-
-        The repo gets `config.json` + `model.safetensors` (timm), `feed_config.json`, `results.json`
-        and a model card; connectors only with `push_connectors`.
-        """
-        output_dir = Path(self.args.output_dir)
-        if not has_export(output_dir):
-            self.export(str(output_dir))
-        if not self.is_world_process_zero():
-            return None
-        return push_export(
-            output_dir,
-            self.args.hub_model_id or output_dir.resolve().name,
-            token=token if token is not None else self.args.hub_token,
-            private=private if private is not None else self.args.hub_private_repo,
-            revision=revision if revision is not None else self.args.hub_revision,
-            push_connectors=self.args.push_connectors,
-            commit_message=commit_message or "Upload FEED student (feed-hf)",
-        )
-
-    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """User calls export the bare student (`export`); the Trainer's own checkpoints keep the whole FeedStudent."""
-        if _internal_call:
-            return super().save_model(output_dir, _internal_call=True)
-        self.export(output_dir)
-
-    def export(self, output_dir: str | None = None) -> None:
-        """Write the bare student (timm format), its FEED record and its connectors to `output_dir`, as a whole.
-
-        Never into a teacher's folder. A teacher fact that cannot be read degrades to "unknown" (logged): the
-        student is exported whatever the record holds.
-        """
-        output_dir = output_dir or self.args.output_dir
-        if self.args.should_save:
-            check_export_target(output_dir, self.teacher_specs, overwrite=True, resuming=False)
-            connectors = self.accelerator.unwrap_model(self.model).connectors
-            export_student(self.student, output_dir, self.feed_record(), self.class_names, connectors)
-        self.accelerator.wait_for_everyone()
-
-    def feed_record(self) -> dict[str, Any]:
-        """`feed_config()`, or the settings alone (portable, with the error named) when a teacher fact fails."""
-        try:
-            return self.feed_config()
-        except Exception as error:  # the record is optional; the model is not
-            logger.warning("the FEED record of this export is incomplete (%s: %s)", type(error).__name__, error)
-            settings = portable_feed_config(self.args.feed_settings())
-            return {**settings, "record_error": f"{type(error).__name__}: {error}"}
-
-
-def create_student(args: FeedConfig, num_labels: int | None = None) -> nn.Module:
-    """A freshly initialised `args.student` with `num_labels` classes at `args.input_size` (if set)."""
-    if not args.student:
-        raise ValueError("FeedConfig.student is not set: name a timm model (e.g. 'resnet20_cifar') or pass model=")
-    if not timm.is_model(args.student):
-        raise ValueError(f"student {args.student!r} is not a timm model name (see timm.list_models())")
-    num_labels = args.num_labels or num_labels
-    if num_labels is None:
-        raise ValueError("num_labels is unknown: set FeedConfig.num_labels or give a train set with a ClassLabel")
-    overlay = {}
-    if args.input_size is not None:
-        default_cfg = timm.models.get_pretrained_cfg(args.student)
-        in_chans = default_cfg.input_size[0] if default_cfg is not None else 3
-        overlay["input_size"] = (in_chans, args.input_size, args.input_size)
-    return timm.create_model(args.student, num_classes=num_labels, pretrained_cfg_overlay=overlay or None)
 
 
 def _class_names(dataset: Any) -> list[str] | None:

@@ -103,7 +103,7 @@ def test_failed_evaluation_after_training_keeps_the_export_and_fails_the_run(tmp
 
     monkeypatch.setattr(FeedTrainer, "evaluate", broken_evaluate)
     with pytest.raises(RunIncompleteError, match="student is exported to .* but the evaluation failed"):
-        load_recipe("feed_parallel").main(tiny_argv(tmp_path / "run"))
+        load_recipe("baselines").main(tiny_argv(tmp_path / "run"))
     assert has_export(tmp_path / "run")
     timm.create_model(f"local-dir:{tmp_path / 'run'}", pretrained=True)
     recorded = json.loads((tmp_path / "run" / "results.json").read_text())
