@@ -18,9 +18,8 @@ import torch
 from timm.data import resolve_model_data_config
 from torch import nn
 
-from .images import decode_image, to_model_mode
 from .resolution import image_split_size, resolve_student_input_size
-from .transforms import build_transform, with_pixel_values
+from .transforms import build_transform, pixel_values_batch, with_pixel_values
 
 __all__ = ["check_pixel_values_once", "label_names_of", "normalisation_mismatch", "run_class_names", "to_pixel_values"]
 
@@ -71,14 +70,13 @@ def to_pixel_values(
 
 def _stream_pixel_values(stream: datasets.IterableDataset, transform: Any, in_chans: int) -> datasets.IterableDataset:
     # An IterableDataset has no with_transform: the same per-image work as transforms.with_pixel_values, as a map.
-    mode = "L" if in_chans == 1 else "RGB"
     if isinstance((stream.features or {}).get("image"), datasets.Image):
         stream = stream.cast_column("image", datasets.Image(decode=False))
+    per_batch = pixel_values_batch(transform, in_chans)
 
-    def _apply(batch: dict) -> dict:
-        pixel_values = [transform(to_model_mode(decode_image(value), mode)) for value in batch["image"]]
-        labels = {"labels": torch.as_tensor(batch["label"])} if "label" in batch else {}
-        return {"pixel_values": torch.stack(pixel_values), **labels}
+    def _apply(batch: dict) -> dict:  # a stream's map needs stacked tensors
+        transformed = per_batch(batch)
+        return {**transformed, "pixel_values": torch.stack(transformed["pixel_values"])}
 
     columns = ["image", "label"] if "label" in _column_names(stream) else ["image"]
     return stream.map(_apply, batched=True, remove_columns=columns).with_format("torch")

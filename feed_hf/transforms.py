@@ -12,7 +12,14 @@ from torchvision import transforms as T
 
 from .images import decode_image, to_model_mode
 
-__all__ = ["CIFAR_SIZE_LIMIT", "build_transform", "eval_preprocessing", "random_crop_flip", "with_pixel_values"]
+__all__ = [
+    "CIFAR_SIZE_LIMIT",
+    "build_transform",
+    "eval_preprocessing",
+    "pixel_values_batch",
+    "random_crop_flip",
+    "with_pixel_values",
+]
 
 # Inputs at or below this side length get the CIFAR recipe (reflect-pad 4 + random crop + flip)
 # instead of timm's ImageNet-style random-resized-crop, which destroys 32-pixel images.
@@ -70,9 +77,14 @@ def with_pixel_values(dataset: datasets.Dataset, transform: Callable, in_chans: 
     every PIL mode is brought to the model's 8-bit mode by `to_model_mode` (16-bit and float images
     scaled, not saturated; grayscale ↔ RGB as needed).
     """
-    mode = "L" if in_chans == 1 else "RGB"
     if isinstance(dataset.features.get("image"), datasets.Image):
         dataset = dataset.cast_column("image", datasets.Image(decode=False))
+    return dataset.with_transform(pixel_values_batch(transform, in_chans))
+
+
+def pixel_values_batch(transform: Callable, in_chans: int) -> Callable[[dict], dict]:
+    """Batch `{"image": [...], "label": [...]?}` → `{"pixel_values": [...], "labels": tensor?}` (no label: none)."""
+    mode = "L" if in_chans == 1 else "RGB"
 
     def _apply(batch: dict) -> dict:
         pixel_values = [transform(to_model_mode(decode_image(value), mode)) for value in batch["image"]]
@@ -80,7 +92,7 @@ def with_pixel_values(dataset: datasets.Dataset, transform: Callable, in_chans: 
             return {"pixel_values": pixel_values}
         return {"pixel_values": pixel_values, "labels": torch.as_tensor(batch["label"])}
 
-    return dataset.with_transform(_apply)
+    return _apply
 
 
 def random_crop_flip(pixel_values: torch.Tensor, padding: int, flip: bool) -> torch.Tensor:

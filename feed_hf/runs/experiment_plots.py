@@ -42,10 +42,7 @@ def plot_accuracy(summary: dict[str, Any], path: Path) -> Path:
     axis.set_ylim(min(means) - 3 * max(stds + [0.5]), top + 2 * max(stds + [0.5]))
     axis.set_ylabel("test top-1 (%)")
     axis.set_title("Student accuracy: mean ± std over seeds (dots: runs)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, path)
 
 
 def plot_feed_curves(summary: dict[str, Any], path: Path) -> Path:
@@ -61,10 +58,7 @@ def plot_feed_curves(summary: dict[str, Any], path: Path) -> Path:
     axis.set_title("pFEED (all teachers, first seed): per-teacher feature loss")
     if keys:
         axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, path)
 
 
 def plot_paired_differences(summary: dict[str, Any], path: Path) -> Path:
@@ -79,17 +73,15 @@ def plot_paired_differences(summary: dict[str, Any], path: Path) -> Path:
             axis.annotate(f"s{seed}", (x, difference), xytext=(4, 0), textcoords="offset points", fontsize=6)
         axis.hlines(comparison["mean_difference"], x - 0.25, x + 0.25, color="#c44e52", linewidth=2)
     axis.axhline(0, color="grey", linestyle="--", linewidth=1)
-    labels = [textwrap.fill(_comparison_label(name), 18) for name in comparisons]
+    labels = [textwrap.fill(comparison_label(name), 18) for name in comparisons]
     axis.set_xticks(range(len(comparisons)), labels, fontsize=7)
     axis.set_ylabel("difference in test top-1 (points)")
     axis.set_title("Paired differences per seed (dots; s = seed) and their mean (bar)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, path)
 
 
-def _comparison_label(name: str) -> str:
+def comparison_label(name: str) -> str:
+    """ "pfeed_3 - ce" as the report and the plots write it: "pFEED, all teachers − CE baseline"."""
     method, reference = name.split(" - ")
     return f"{LABELS.get(method, method)} − {LABELS.get(reference, reference)}"
 
@@ -103,3 +95,10 @@ def _pyplot():
     except ImportError as error:
         raise ImportError("plots need matplotlib: pip install 'feed-hf[plots]'") from error
     return plt
+
+
+def _save(plt: Any, figure: Any, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

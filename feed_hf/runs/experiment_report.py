@@ -15,7 +15,7 @@ from ..export import VERSIONS_DIR
 from ..files import RESULTS_NAME
 from ..training import read_results
 from .analysis import AnalysisArguments, run_analysis
-from .experiment_plots import LABELS, plot_accuracy, plot_feed_curves, plot_paired_differences
+from .experiment_plots import LABELS, comparison_label, plot_accuracy, plot_feed_curves, plot_paired_differences
 from .statistics import ALPHA, POWER
 
 __all__ = ["paired_section", "round_one_section", "verdict", "write_report"]
@@ -252,7 +252,7 @@ def paired_section(summary: dict[str, Any], paired_png: Path | None = None) -> l
     if not comparisons:
         return []
     rows = [
-        f"| {_comparison_label(name)} | {c['n']} | {_signed(c['mean_difference'])} ± {_number(c['sd_difference'])} "
+        f"| {comparison_label(name)} | {c['n']} | {_signed(c['mean_difference'])} ± {_number(c['sd_difference'])} "
         f"| {_number(c['t'])} | {c['df'] if c['df'] is not None else '—'} | {_number(c['p'], 3)} "
         f"| {_number(c['mdd'])} | "
         + ", ".join(f"s{seed}: {d:+.2f}" for seed, d in zip(c["seeds"], c["differences"], strict=True))
@@ -293,7 +293,7 @@ def verdict(summary: dict[str, Any]) -> str:
 def _verdict_line(name: str, comparison: dict[str, Any] | None) -> str:
     if comparison is None:
         return ""
-    label, n, mean = _comparison_label(name), comparison["n"], comparison["mean_difference"]
+    label, n, mean = comparison_label(name), comparison["n"], comparison["mean_difference"]
     if n < 2 or comparison["p"] is None:
         return f"- {label}: {_signed(mean)} points from {n} pair(s): no paired test (needs 2+ seeds that differ)."
     measured = (
@@ -316,11 +316,6 @@ def round_one_section(path: Path) -> list[str]:
         return []
     text = "\n".join(f"##{line}" if line.startswith("#") else line for line in path.read_text().strip().splitlines())
     return ["## Round 1 (superseded)", "", text, ""]
-
-
-def _comparison_label(name: str) -> str:
-    method, reference = name.split(" - ")
-    return f"{LABELS.get(method, method)} − {LABELS.get(reference, reference)}"
 
 
 def _signed(value: float | None) -> str:
