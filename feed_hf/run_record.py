@@ -24,7 +24,14 @@ from .model_card import write_model_card
 from .portable import portable_data_arguments, portable_training_arguments
 from .record import code_version, hardware_description, library_versions, recorded_teacher_top1
 
-__all__ = ["build_run_record", "dataset_facts", "last_eval_metrics", "mixed_precision", "write_run_record"]
+__all__ = [
+    "build_run_record",
+    "dataset_facts",
+    "last_eval_metrics",
+    "mixed_precision",
+    "training_compute",
+    "write_run_record",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +50,7 @@ def build_run_record(trainer: Any, failures: list[str] | None = None) -> dict[st
         "train_metrics": train_metrics,
         "num_parameters": sum(p.numel() for p in trainer.student.parameters()),
         "seed": args.seed,
+        "compute": training_compute(trainer),
         "world_size": args.world_size,
         "mixed_precision": mixed_precision(args),
         "wall_time_s": _wall_time(trainer.run_started, train_metrics, metrics),
@@ -67,6 +75,20 @@ def last_eval_metrics(log_history: list[dict[str, Any]]) -> dict[str, Any]:
     """The last evaluation the Trainer logged (`eval_*` keys and its epoch); {} when it never evaluated."""
     entry = next((e for e in reversed(log_history) if any(k.startswith("eval_") for k in e)), None)
     return {k: v for k, v in (entry or {}).items() if k.startswith("eval_") or k == "epoch"}
+
+
+def training_compute(trainer: Any) -> dict[str, Any]:
+    """Optimizer steps and training image passes (what equal-compute comparisons are matched on).
+
+    Image passes are the fractional epochs the Trainer completed times the training images when the train set has
+    a length (exact at epoch ends, survives resume), else steps x the total train batch size (streams)."""
+    state, train = trainer.state, getattr(trainer.train_dataset, "dataset", trainer.train_dataset)
+    if train is not None and hasattr(train, "__len__") and state.epoch is not None:
+        passes, method = round(state.epoch * len(train)), "epochs x train images"
+    else:
+        batch = trainer.args.train_batch_size * trainer.args.gradient_accumulation_steps * trainer.args.world_size
+        passes, method = state.global_step * batch, "steps x total train batch size"
+    return {"optimizer_steps": state.global_step, "image_passes": passes, "image_passes_from": method}
 
 
 def mixed_precision(args: Any) -> str:

@@ -126,6 +126,15 @@ def test_teacher_seeds_that_are_student_seeds_are_refused_before_any_training(tm
     assert not (tmp_path / "runs").exists()
 
 
+def test_beta_sweep_seeds_that_are_test_or_teacher_seeds_are_refused_before_any_training(tmp_path):
+    recipe = load_recipe("feed_experiment")
+    for overlap in ("1", "101"):  # a student (test) seed, then a teacher seed
+        argv = _grid_argv(tmp_path, "--teacher_seeds", "101", "102", "--beta_sweep_seeds", "20", overlap)
+        with pytest.raises(ValueError, match=rf"beta_sweep_seeds \[{overlap}\] are also student or teacher seeds"):
+            recipe.main(argv)
+    assert not (tmp_path / "runs").exists()
+
+
 def _synthetic_summary() -> dict:
     """Five paired seeds with known differences: pFEED − CE = +0.5, 0.5, 0.2, 1.0, 0.3; KD − CE small and mixed."""
     ce = [60.0, 61.0, 59.5, 60.5, 60.2]

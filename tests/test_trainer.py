@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import safetensors.torch
@@ -50,6 +51,18 @@ def test_logs_each_loss_term_and_eq1_adds_up(two_teacher_trainer):
     for entry in logs:
         assert entry["feed/loss"] == pytest.approx(500 * (entry["feed/loss_t0"] + entry["feed/loss_t1"]), rel=1e-4)
         assert entry["loss"] == pytest.approx(entry["loss/ce"] + entry["feed/loss"], rel=1e-3)
+
+
+def test_record_states_optimizer_steps_and_image_passes(two_teacher_trainer):
+    trainer = two_teacher_trainer
+    trainer.train()  # 64 images, batch 16 (the factory's), 1 epoch: 4 steps, 64 image passes
+    record = json.loads((Path(trainer.args.output_dir) / "results.json").read_text())
+    assert record["compute"] == {
+        "optimizer_steps": trainer.state.global_step,
+        "image_passes": 64 * round(trainer.state.epoch),
+        "image_passes_from": "epochs x train images",
+    }
+    assert trainer.state.global_step == 4
 
 
 def test_evaluation_reports_accuracy_without_running_teachers(two_teacher_trainer):

@@ -66,6 +66,14 @@ class ExperimentArguments:
     beta_sweep: list[float] = field(
         default_factory=lambda: [50.0, 200.0, 500.0], metadata={"help": "β values tried for pFEED (3 teachers)."}
     )
+    beta_sweep_seeds: list[int] = field(
+        default_factory=list,
+        metadata={
+            "help": "Seeds of the β sweep's pFEED runs, scored on the validation split; β is the one with the best "
+            "mean over them. Must differ from the student and teacher seeds, so the paired test seeds never choose "
+            "β. Empty: the first student seed (rounds 1 and 2)."
+        },
+    )
     beta_investigation: list[float] = field(
         default_factory=list,
         metadata={
@@ -102,19 +110,28 @@ def run_experiment(data_args: DataArguments, base: FeedConfig, experiment: Exper
     teacher_dirs, large_dir = _train_grid_teachers(grid, root, experiment)
     sweep_splits = datasets.DatasetDict(train=train_split, eval=validation)
 
-    def validation_top1(beta: float, output_dir: Path | None = None, **overrides) -> float:
+    def validation_top1(beta: float, output_dir: Path | None = None, seed: int | None = None, **overrides) -> float:
         run_dir = grid.run(
             output_dir or root / "beta_sweep" / f"beta_{beta:g}",
             "pfeed",
             splits=sweep_splits,
             teachers=teacher_dirs,
             feed_beta=[beta],
-            seed=experiment.student_seeds[0],
+            seed=experiment.student_seeds[0] if seed is None else seed,
             **overrides,
         )
         return read_results(run_dir)["metrics"]["eval_top1"]
 
-    sweep_top1 = {beta: validation_top1(beta) for beta in experiment.beta_sweep}
+    def sweep_mean_top1(beta: float) -> float:  # mean over the sweep's own seeds (never the test seeds)
+        if not experiment.beta_sweep_seeds:
+            return validation_top1(beta)
+        scores = [
+            validation_top1(beta, root / "beta_sweep" / f"seed_{seed}" / f"beta_{beta:g}", seed)
+            for seed in experiment.beta_sweep_seeds
+        ]
+        return statistics.mean(scores)
+
+    sweep_top1 = {beta: sweep_mean_top1(beta) for beta in experiment.beta_sweep}
     best_beta = max(sweep_top1, key=sweep_top1.get)
     runs = grid.seeded_runs(method_overrides(teacher_dirs, large_dir, best_beta))
     generations = []
@@ -206,6 +223,12 @@ def check_seeds(experiment: ExperimentArguments) -> None:
             "give each paired seed once, e.g. --student_seeds 0 1 2 3 4."
         )
     teachers = [*experiment.teacher_seeds, *([experiment.large_teacher_seed] if experiment.large_teacher else [])]
+    choosing = sorted(set(experiment.beta_sweep_seeds) & set(students + teachers))
+    if choosing:
+        raise ValueError(
+            f"beta_sweep_seeds {choosing} are also student or teacher seeds: β would be chosen on the seeds it is "
+            "tested on. Give the sweep its own seeds (e.g. --beta_sweep_seeds 20 21)."
+        )
     shared = sorted(set(students) & set(teachers))
     if shared and not experiment.allow_seed_overlap:
         raise ValueError(
@@ -351,6 +374,8 @@ def _summarise(root, teacher_dirs, large_dir, ensembles, sweep_top1, best_beta, 
             name: {
                 **_mean_std([top1(p) for p in paths]),
                 "seeds": [read_results(p)["seed"] for p in paths],
+                "optimizer_steps": [read_results(p).get("compute", {}).get("optimizer_steps") for p in paths],
+                "image_passes": [read_results(p).get("compute", {}).get("image_passes") for p in paths],
                 "runs": paths,
                 "minutes": minutes(paths),
             }
