@@ -10,6 +10,8 @@ __all__ = [
     "CARD_NAME",
     "CONNECTORS_NAME",
     "EXPORT_FILE_NAMES",
+    "LOCAL_DIR",
+    "LOCAL_ONLY_NAMES",
     "FEED_CONFIG_NAME",
     "LOCAL_SOURCES_NAME",
     "MODEL_CONFIG_NAME",
@@ -21,13 +23,19 @@ __all__ = [
 MODEL_CONFIG_NAME = "config.json"  # timm's Hub format: architecture, classes, preprocessing
 WEIGHTS_NAME = "model.safetensors"
 FEED_CONFIG_NAME = "feed_config.json"  # the FEED settings and teachers the student was trained with
-# Kept beside the student for analysis and warm starts; timm and transformers never read it, and pushes leave
-# it out unless asked.
+# Kept with the student for analysis and warm starts (`export.export_file`); timm and transformers never read it,
+# and pushes leave it out unless asked.
 CONNECTORS_NAME = "feed_connectors.safetensors"
 RESULTS_NAME = "results.json"  # the run's record; its presence marks a finished run
 CARD_NAME = "README.md"
 # This machine's paths of the teachers and data, for local tools (analysis); never pushed.
 LOCAL_SOURCES_NAME = "local_sources.json"
+# What must stay on this machine lives under this folder of output_dir: huggingface_hub's `upload_folder` (and so
+# `hf upload`) never takes `.cache/huggingface/`, so a plain upload of an output folder publishes the export alone.
+LOCAL_DIR = ".cache/huggingface/feed-hf"
+# Files of an export kept only in its version folder (under LOCAL_DIR), never linked at the top of output_dir: the
+# connectors (they leave the machine only with push_connectors) and this machine's paths.
+LOCAL_ONLY_NAMES = (CONNECTORS_NAME, LOCAL_SOURCES_NAME)
 # Everything that describes one exported model: replaced together, never one without the others.
 EXPORT_FILE_NAMES = (
     MODEL_CONFIG_NAME,

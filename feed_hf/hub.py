@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,14 @@ import torch
 from huggingface_hub import CommitInfo, HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HTTPError
 
+from .export import export_file
+from .export_store import current_version, public_names
 from .files import CARD_NAME, CONNECTORS_NAME, FEED_CONFIG_NAME, MODEL_CONFIG_NAME, RESULTS_NAME, WEIGHTS_NAME
 from .model_card import write_model_card
 from .portable import local_fragment, local_fragments_in_json, portable_feed_config, portable_results
 from .teacher_sources import TeacherSourceError, check_weights_fit, weight_shapes
 
-__all__ = ["HubPushError", "PushArguments", "UnpushableExportError", "check_pushable", "push_export"]
+__all__ = ["HubPushError", "PushArguments", "UnpushableExportError", "check_pushable", "push_export", "pushed_names"]
 
 # What a pushed repo holds: the timm model (config.json also carries the preprocessing that transformers'
 # TimmWrapperImageProcessor and pipeline() read), the FEED record and the card.
@@ -65,15 +69,19 @@ def push_export(
     revision: str | None = None,
     push_connectors: bool = False,
     commit_message: str = "Upload FEED student (feed-hf)",
-) -> CommitInfo:
+    blocking: bool = True,
+) -> CommitInfo | Future:
     """Upload the exported folder's shareable files in one commit and return its CommitInfo.
 
-    The folder is checked first (`check_pushable`), the card rendered for `repo_id` and every
-    pushed text checked for this machine's paths and token values, all before the repo is created:
-    a refused push leaves no empty repo behind. The records were made portable when they were
-    written; an export from an older feed-hf is re-recorded the same way (`feed_hf.portable`).
-    Raises UnpushableExportError (the folder) or HubPushError (no token, token refused, Hub
-    unreachable) before anything is committed.
+    The folder is checked first (`check_pushable`), its files copied aside, the card rendered for `repo_id` and
+    every pushed text checked for this machine's paths and token values, all before the repo is created: a
+    refused push leaves no empty repo behind. The records were made portable when they were written; an export
+    from an older feed-hf is re-recorded the same way (`feed_hf.portable`). With `blocking=False` the upload runs
+    in the background (one push after another, in order) and a `concurrent.futures.Future` of its CommitInfo is
+    returned, as `Trainer.push_to_hub(blocking=False)` does; what is pushed was copied before this returns, so
+    a later export does not change it.
+    Raises UnpushableExportError (the folder) or HubPushError (no token, token refused, Hub unreachable) before
+    anything is committed (from the Future, for what fails during the upload).
     """
     export_dir = Path(export_dir)
     check_pushable(export_dir, push_connectors)
@@ -84,13 +92,30 @@ def push_export(
             f"the export in {export_dir} is unchanged"
         )
     api = HfApi(token=token, library_name="feed-hf")
-    with tempfile.TemporaryDirectory(prefix="feed-hf-push-") as staging:
-        staging_dir = Path(staging)
+    staging_dir = Path(tempfile.mkdtemp(prefix="feed-hf-push-"))
+    try:
         _stage_files(export_dir, staging_dir, push_connectors)
         with _hub_errors(repo_id, export_dir):
             repo_id = repo_id if "/" in repo_id else f"{api.whoami()['name']}/{repo_id}"
         write_model_card(staging_dir, _read_json(staging_dir / RESULTS_NAME), repo_id=repo_id)
         _refuse_local_text(export_dir, staging_dir, _secrets(token))
+    except BaseException:
+        shutil.rmtree(staging_dir, ignore_errors=True)
+        raise
+    upload = functools.partial(_upload, api, staging_dir, export_dir, repo_id, private, revision, commit_message)
+    return upload() if blocking else _background().submit(upload)
+
+
+def _upload(
+    api: HfApi,
+    staging_dir: Path,
+    export_dir: Path,
+    repo_id: str,
+    private: bool,
+    revision: str | None,
+    commit_message: str,
+) -> CommitInfo:
+    try:
         with _hub_errors(repo_id, export_dir):
             api.create_repo(repo_id, private=private, exist_ok=True)
             if revision and revision != constants.DEFAULT_REVISION:
@@ -98,6 +123,14 @@ def push_export(
             return api.upload_folder(
                 repo_id=repo_id, folder_path=staging_dir, revision=revision, commit_message=commit_message
             )
+    finally:
+        shutil.rmtree(staging_dir, ignore_errors=True)
+
+
+@functools.cache
+def _background() -> ThreadPoolExecutor:
+    # One worker: background pushes commit in the order they were asked for.
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="feed-hf-push")
 
 
 def check_pushable(export_dir: str | os.PathLike, push_connectors: bool = False) -> None:
@@ -117,7 +150,7 @@ def check_pushable(export_dir: str | os.PathLike, push_connectors: bool = False)
             f"cannot push {export_dir}: its config.json names no 'architecture' (not a timm export); {_HOW_TO_EXPORT}"
         )
     _check_weights_fit(export_dir, config["architecture"])
-    if push_connectors and not (export_dir / CONNECTORS_NAME).is_file():
+    if push_connectors and not export_file(export_dir, CONNECTORS_NAME).is_file():
         raise UnpushableExportError(
             f"cannot push the connectors of {export_dir}: it has no {CONNECTORS_NAME} (a CE-only model has none, "
             "and only FeedTrainer.save_model() writes it); push without push_connectors"
@@ -180,8 +213,8 @@ def _hub_errors(repo_id: str, export_dir: Path) -> Iterator[None]:
 
 def _stage_files(export_dir: Path, staging_dir: Path, push_connectors: bool) -> None:
     """Copy what is pushed; the records go through the same portable form they were written in."""
-    for name in list(_PUSHED_FILES) + ([CONNECTORS_NAME] if push_connectors else []):
-        source = export_dir / name
+    for name in pushed_names(export_dir) + ([CONNECTORS_NAME] if push_connectors else []):
+        source = export_file(export_dir, name)
         if not source.is_file() or name == CARD_NAME:
             continue  # README.md is rendered for the repo
         if name == RESULTS_NAME:
@@ -191,7 +224,22 @@ def _stage_files(export_dir: Path, staging_dir: Path, push_connectors: bool) -> 
         elif name == MODEL_CONFIG_NAME:
             _write_json(staging_dir / name, _without_local_source(_read_json(source)))
         else:
-            shutil.copy2(source, staging_dir / name)
+            _snapshot(source, staging_dir / name)
+
+
+def pushed_names(export_dir: str | os.PathLike) -> list[str]:
+    """The files a push takes: the current export version's public files (a processing_class's included), or the
+    timm files, FEED record and card of a folder of plain files."""
+    version = current_version(export_dir)
+    return public_names(version) if version is not None else list(_PUSHED_FILES)
+
+
+def _snapshot(source: Path, destination: Path) -> None:
+    # A hard link is an instant copy here: export files are replaced by rename, never rewritten in place.
+    try:
+        os.link(os.path.realpath(source), destination)
+    except OSError:
+        shutil.copy2(source, destination)
 
 
 def _without_local_source(config: dict[str, Any]) -> dict[str, Any]:
@@ -209,7 +257,7 @@ def _refuse_local_text(export_dir: Path, staging_dir: Path, secrets: list[str]) 
             with safetensors.safe_open(path, framework="pt") as weights:
                 found = next(local_fragments_in_json(weights.metadata() or {}, secrets, "metadata"), None)
         else:
-            found = _first_local_line(path.read_text(encoding="utf-8"), secrets)
+            found = _first_local_line(path.read_text(encoding="utf-8", errors="replace"), secrets)
         if found:
             field, fragment = found
             raise UnpushableExportError(

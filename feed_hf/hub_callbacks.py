@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -40,32 +41,57 @@ class ExportPushCallback(TrainerCallback):
 
     `export(folder)` writes the export (`FeedTrainer.export`: every process calls it, the writer rank writes);
     the main process then pushes that folder with `feed_hf.hub.push_export` (timm files, feed_config.json,
-    card; connectors only with `push_connectors`). The push blocks training until it is committed: a tiny model
-    on CPU pushes in a second, and one commit per save is what the history then shows (transformers pushes
-    in the background and skips a save while a push is running). A failed push is logged and training goes
-    on: the checkpoint is on disk, and the next save or `push_to_hub()` pushes again. `end` pushes nothing
-    here (`push_to_hub()` after training, as before).
+    card; connectors only with `push_connectors`) in the background, as the Trainer pushes its saves: training
+    goes on while the commit uploads. As in the Trainer, a save that comes while the previous push is still
+    running is not pushed unless `hub_always_push` (then every save is pushed, one commit after another, in
+    order). A failed push is logged and training goes on: the checkpoint is on disk, and the next save or
+    `push_to_hub()` pushes again. Training ends only after the pushes it started are done (or failed, logged).
+    `end` pushes nothing here (`push_to_hub()` after training, as before).
     """
 
     def __init__(self, export: Callable[[str], None]) -> None:
         self.export = export
+        self.pushes: list[Future] = []
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if not args.push_to_hub or args.hub_strategy != HubStrategy.EVERY_SAVE:
             return
+        saved_at = _saved_at(args, state)
+        if self.pushing() and not args.hub_always_push:
+            logger.info("the student saved at %s is not pushed: the previous push is still running", saved_at)
+            return
         with tempfile.TemporaryDirectory(prefix="feed-hf-save-push-") as staging:
-            self.export(staging)
+            self.export(staging)  # push_export copies what it pushes before it returns
             if state.is_world_process_zero:
-                _push_saved_student(args, state, staging)
+                push = _push_saved_student(args, saved_at, staging)
+                self.pushes += [push] if push is not None else []
+
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+        self.wait()
+
+    def pushing(self) -> bool:
+        return any(not push.done() for push in self.pushes)
+
+    def wait(self) -> None:
+        """Wait for the pushes started so far; a failed one is logged (training already went on without it)."""
+        pushes, self.pushes = self.pushes, []
+        for push in pushes:
+            try:
+                push.result()
+            except (HubPushError, UnpushableExportError) as error:
+                logger.warning("a student saved during training was not pushed (%s)", error)
 
 
-def _push_saved_student(args: TrainingArguments, state: TrainerState, export_dir: str) -> None:
-    saved_at = f"step {state.global_step}"
+def _saved_at(args: TrainingArguments, state: TrainerState) -> str:
     if args.save_strategy == SaveStrategy.EPOCH and state.epoch is not None:
-        saved_at = f"epoch {int(state.epoch)}"
+        return f"epoch {int(state.epoch)}"
+    return f"step {state.global_step}"
+
+
+def _push_saved_student(args: TrainingArguments, saved_at: str, export_dir: str) -> Future | None:
     repo_id = args.hub_model_id or Path(args.output_dir).resolve().name
     try:
-        push_export(
+        return push_export(
             export_dir,
             repo_id,
             token=args.hub_token,
@@ -73,6 +99,8 @@ def _push_saved_student(args: TrainingArguments, state: TrainerState, export_dir
             revision=args.hub_revision,
             push_connectors=getattr(args, "push_connectors", False),
             commit_message=f"Training in progress, {saved_at}",
+            blocking=False,
         )
     except (HubPushError, UnpushableExportError) as error:
         logger.warning("the student saved at %s was not pushed to %r (%s); training goes on", saved_at, repo_id, error)
+        return None

@@ -7,7 +7,8 @@ never recorded. Each kind of thing recorded has one function here, called when t
 `local_fragment` is the push's last safety net, not the mechanism.
 
 Local tools (reconstruction analysis) still need the real paths: `write_local_sources` keeps them in
-`local_sources.json` beside the export, a file that is never pushed.
+`local_sources.json` in the export's version folder, a file that is never pushed nor taken by a plain upload of
+the output folder (`export_store.py`).
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .export import write_export_file
+from .export import export_file, write_export_file
 from .files import LOCAL_SOURCES_NAME
 
 __all__ = [
     "LOCAL_SOURCES_NAME",
+    "PASSED_IN",
     "local_fragment",
     "local_fragments_in_json",
     "portable_data_arguments",
@@ -39,6 +41,8 @@ __all__ = [
 ]
 
 _HUB_PREFIX, _LOCAL_DIR_PREFIX = "hf-hub:", "local-dir:"
+# How a teacher given as a module is recorded: its class name and this (its weights' origin is not known).
+PASSED_IN = " (a module passed in)"
 # TrainingArguments fields that hold a folder or file of this machine.
 _FOLDER_FIELDS = ("output_dir", "logging_dir", "resume_from_checkpoint", "deepspeed", "fsdp_config")
 
@@ -59,10 +63,10 @@ def portable_teacher_source(source: Any) -> str:
     """A teacher spec as recorded: Hub ids and timm names as given, local folders and files by name.
 
     `hf-hub:ns/name@rev` → unchanged; `local-dir:/a/b c` → `local-dir:b c`; `/a/b c` → `b c`;
-    `NAME=/a/model.safetensors` → `NAME=model.safetensors`; a module → its class name.
+    `NAME=/a/model.safetensors` → `NAME=model.safetensors`; a module → `ClassName (a module passed in)`.
     """
     if not isinstance(source, str):
-        return type(source).__name__
+        return f"{type(source).__name__}{PASSED_IN}"
     if source.startswith(_HUB_PREFIX):
         return source
     if source.startswith(_LOCAL_DIR_PREFIX):
@@ -130,7 +134,7 @@ def portable_results(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_local_sources(output_dir: str | os.PathLike, teachers: list[Any], data: dict[str, Any]) -> Path:
-    """Keep this machine's teacher specs and data arguments beside the export for local tools (never pushed)."""
+    """Keep this machine's teacher specs and data arguments with the export for local tools (never pushed)."""
     specs = [spec if isinstance(spec, str) else None for spec in teachers]
     text = json.dumps({"teachers": specs, "data": data}, indent=2, default=str)
     return write_export_file(output_dir, LOCAL_SOURCES_NAME, text)  # replaced with the export it belongs to
@@ -138,7 +142,7 @@ def write_local_sources(output_dir: str | os.PathLike, teachers: list[Any], data
 
 def read_local_sources(run_dir: str | os.PathLike) -> dict[str, Any]:
     """What `write_local_sources` kept, or {} when the run was recorded elsewhere or by an older feed-hf."""
-    path = Path(run_dir) / LOCAL_SOURCES_NAME
+    path = export_file(run_dir, LOCAL_SOURCES_NAME)  # in the export's version folder, outside any upload
     try:
         recorded = json.loads(path.read_text())
     except (OSError, ValueError):

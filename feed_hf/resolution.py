@@ -20,10 +20,18 @@ from torch import nn
 from .images import decode_image
 from .transforms import eval_preprocessing
 
-__all__ = ["image_split_size", "pixel_values_size", "resolve_student_input_size", "set_student_input_size"]
+__all__ = [
+    "RESOLUTION_ATTRIBUTE",
+    "image_split_size",
+    "pixel_values_size",
+    "resolve_student_input_size",
+    "set_student_input_size",
+]
 
 logger = logging.getLogger(__name__)
 
+# Set on the student once decided: {"from": what decided its input size}, for the run's record (record.py).
+RESOLUTION_ATTRIBUTE = "feed_hf_resolution"
 # Recommendations of the source checkpoint that no longer describe the student once it runs at another size.
 _STALE_CFG_KEYS = ("test_input_size", "test_crop_pct", "test_pool_size", "min_input_size")
 
@@ -51,8 +59,9 @@ def resolve_student_input_size(
                 f"the student is fed them unchanged; make the dataset's transform produce {input_size}×{input_size} "
                 "images, or leave input_size unset (the data's size is then used)"
             )
+        decided = "input_size"
     elif _data_size_wins(data_size, cfg_size, data_is_fed_as_is):
-        size = tuple(data_size)
+        size, decided = tuple(data_size), data_source
         logger.warning(
             "student input size %d×%d, from %s (the student's timm cfg says %d×%d); set input_size to choose another",
             *size,
@@ -60,9 +69,12 @@ def resolve_student_input_size(
             *cfg_size,
         )
     else:
-        size = cfg_size
-        logger.info("student input size %d×%d, from the student's timm cfg", *size)
+        # The cfg size is an earlier decision's when one was made (build_trainer decides before FeedTrainer).
+        earlier = getattr(student, RESOLUTION_ATTRIBUTE, None) or {}
+        size, decided = cfg_size, earlier.get("from", "the student's timm cfg")
+        logger.info("student input size %d×%d, from %s", *size, decided)
     set_student_input_size(student, size)
+    setattr(student, RESOLUTION_ATTRIBUTE, {"from": decided})
     return size
 
 

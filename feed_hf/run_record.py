@@ -8,6 +8,7 @@ or what the `datasets.Dataset`s say about themselves.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import re
@@ -16,19 +17,22 @@ from pathlib import Path
 from typing import Any
 
 from transformers.modelcard import extract_hyperparameters_from_trainer
+from transformers.trainer import TRAINER_STATE_NAME
 
-from .card_metadata import resolve_license
 from .export import write_export_file
 from .files import RESULTS_NAME
 from .model_card import write_model_card
-from .portable import portable_data_arguments, portable_training_arguments
-from .record import code_version, hardware_description, library_versions, recorded_teacher_top1
+from .portable import portable_data_arguments, portable_folder, portable_training_arguments
+from .provenance import license_sources, resolve_license, student_source
+from .record import code_version, hardware_description, is_passed_in, library_versions, recorded_teacher_top1
 
 __all__ = [
+    "aligned_teacher_specs",
     "build_run_record",
     "dataset_facts",
     "last_eval_metrics",
     "mixed_precision",
+    "trained_label_free",
     "training_compute",
     "write_run_record",
 ]
@@ -36,6 +40,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _HUB_DATA_FILE = re.compile(r"^hf://datasets/([^/@]+/[^/@]+)@")
+# datasets' packaged builders (file formats, never a dataset's name); the installed datasets names more.
+_BUILDERS = {"csv", "json", "pandas", "parquet", "arrow", "text", "imagefolder", "audiofolder", "webdataset", "xml"}
 
 
 def build_run_record(trainer: Any, failures: list[str] | None = None) -> dict[str, Any]:
@@ -43,16 +49,28 @@ def build_run_record(trainer: Any, failures: list[str] | None = None) -> dict[st
     args, history = trainer.args, list(trainer.state.log_history)
     metrics = last_eval_metrics(history)
     train_metrics = _last_entry_with(history, "train_runtime")
-    feed = _with_teacher_accuracy(trainer.feed_record(), trainer.teacher_specs)
+    specs = aligned_teacher_specs(trainer.teacher_sources, trainer.teacher_specs)
+    feed = _with_teacher_accuracy(trainer.feed_record(), specs)
+    student = student_source(trainer.student)
+    card = dict(trainer.card_facts or {})
+    declared, declared_by = (
+        (card["license"], "push_to_hub/create_model_card")
+        if card.get("license")
+        else (
+            args.model_license,
+            "model_license",
+        )
+    )
     record = {
         "task": trainer.run_task or _task(feed),
+        "label_free": trained_label_free(trainer, history),
         "metrics": metrics,
         "train_metrics": train_metrics,
         "num_parameters": sum(p.numel() for p in trainer.student.parameters()),
         "seed": args.seed,
         "compute": training_compute(trainer),
         "world_size": args.world_size,
-        "mixed_precision": mixed_precision(args),
+        "mixed_precision": mixed_precision(trainer),
         "wall_time_s": _wall_time(trainer.run_started, train_metrics, metrics),
         "hardware": hardware_description(),
         "versions": library_versions(),
@@ -61,14 +79,31 @@ def build_run_record(trainer: Any, failures: list[str] | None = None) -> dict[st
         "data": dataset_facts(trainer),
         "config": portable_training_arguments(args.to_dict()),
         "feed": feed,
-        "license": resolve_license(args.model_license, feed),
-        "base_model": _student_base_model(args),
+        "license": resolve_license(declared, declared_by, license_sources(feed, student, specs)),
+        "base_model": student["base_model"],
+        "student_source": student,
+        "card": card,
         "baseline_top1": trainer.card_baseline_top1,
         "log_history": history,
     }
     if failures:
         record["failures"] = list(failures)
     return record
+
+
+def aligned_teacher_specs(teacher_sources: list[str], teacher_specs: list[str]) -> list[str | None]:
+    """The specs as given, one per teacher: None where the teacher is a module passed in."""
+    given = iter(teacher_specs)
+    return [None if is_passed_in(source) else next(given, None) for source in teacher_sources]
+
+
+def trained_label_free(trainer: Any, history: list[dict[str, Any]]) -> bool:
+    """Whether the student learnt without labels (Σβ·FEED alone): a backbone without classes, the label-free
+    evaluation (`label_free.enable_label_free_evaluation`), or training logs with FEED terms and no CE."""
+    if getattr(trainer.student, "num_classes", None) == 0 or getattr(trainer, "label_names", None) == []:
+        return True
+    training_logs = [entry for entry in history if "loss" in entry and "eval_loss" not in entry]
+    return any("feed/loss" in e for e in training_logs) and not any("loss/ce" in e for e in training_logs)
 
 
 def last_eval_metrics(log_history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -91,31 +126,39 @@ def training_compute(trainer: Any) -> dict[str, Any]:
     return {"optimizer_steps": state.global_step, "image_passes": passes, "image_passes_from": method}
 
 
-def mixed_precision(args: Any) -> str:
-    return "bf16" if args.bf16 else "fp16" if args.fp16 else "no"
+def mixed_precision(trainer: Any) -> str:
+    """The precision training ran in, as the accelerator applied it ("no", "fp16", "bf16", "fp8"): an accelerate
+    config or ACCELERATE_MIXED_PRECISION sets it as well as `bf16`/`fp16`."""
+    accelerator = getattr(trainer, "accelerator", None)
+    if accelerator is not None:
+        return str(accelerator.mixed_precision)
+    return "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "no"
 
 
 def training_hyperparameters(trainer: Any) -> dict[str, Any]:
-    """transformers' TrainingSummary hyperparameters, with bf16 too and one-line values (a card's table)."""
+    """transformers' TrainingSummary hyperparameters, with the precision that ran and one-line values (a card's
+    table)."""
     hyperparameters = extract_hyperparameters_from_trainer(trainer)
     optim = trainer.args.optim  # transformers writes the enum's repr ("OptimizerNames.SGD"); the card wants "sgd"
     if isinstance(hyperparameters.get("optimizer"), str) and hasattr(optim, "value"):
         hyperparameters["optimizer"] = hyperparameters["optimizer"].replace(str(optim), optim.value)
-    if trainer.args.bf16:
-        hyperparameters["mixed_precision_training"] = "Native AMP (bf16)"
+    precision = mixed_precision(trainer)  # transformers reads args.fp16 only
+    hyperparameters.pop("mixed_precision_training", None)
+    if precision != "no":
+        hyperparameters["mixed_precision_training"] = f"Native AMP ({precision})"
     return {k: " ".join(v.split()) if isinstance(v, str) else v for k, v in hyperparameters.items()}
 
 
 def dataset_facts(trainer: Any) -> dict[str, Any]:
     """What the card says about the data: derived from `datasets.Dataset`s, then the caller's `data_record`,
     then the `dataset_id` / `dataset_name` options, each overriding the one before."""
-    facts = {
-        **_derived_facts(trainer.train_dataset, "train"),
-        **_derived_facts(trainer.eval_dataset, "eval"),
-        **portable_data_arguments(dict(trainer.data_record or {})),
-    }
+    given = portable_data_arguments(dict(trainer.data_record or {}))
+    facts = {**_derived_facts(trainer.train_dataset, "train"), **_derived_facts(trainer.eval_dataset, "eval"), **given}
     options = {"dataset_id": trainer.args.dataset_id, "dataset_name": trainer.args.dataset_name}
-    return {**facts, **{k: v for k, v in options.items() if v}}
+    options = {key: value for key, value in options.items() if value}
+    if options.get("dataset_id") not in (None, facts.get("dataset_id")) and "dataset_config_name" not in given:
+        facts.pop("dataset_config_name", None)  # the derived config belongs to another dataset than the one named
+    return {**facts, **options}
 
 
 def _derived_facts(dataset: Any, role: str) -> dict[str, Any]:
@@ -129,19 +172,26 @@ def _derived_facts(dataset: Any, role: str) -> dict[str, Any]:
     if info is None or role != "train":
         return facts
     hub_ids = {m.group(1) for url in (info.download_checksums or {}) if (m := _HUB_DATA_FILE.match(str(url)))}
+    # A packaged builder's name ("parquet", "imagefolder", "csv") names a file format, not the data; a config
+    # named "default" is the one a dataset without configs has (the Hub needs none).
     named = {
         "dataset_id": hub_ids.pop() if len(hub_ids) == 1 else None,
-        "dataset_name": info.dataset_name or info.builder_name,
-        "dataset_config_name": info.config_name,
+        "dataset_name": next((n for n in (info.dataset_name, info.builder_name) if n and n not in _builders()), None),
+        "dataset_config_name": info.config_name if info.config_name != "default" else None,
     }
     return {**facts, **{k: v for k, v in named.items() if v}}
 
 
-def _with_teacher_accuracy(feed: dict[str, Any], teacher_specs: list[str]) -> dict[str, Any]:
+def _builders() -> set[str]:
+    from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES  # a Dataset was given: datasets is there
+
+    return _BUILDERS | set(_PACKAGED_DATASETS_MODULES)
+
+
+def _with_teacher_accuracy(feed: dict[str, Any], teacher_specs: list[str | None]) -> dict[str, Any]:
     """The FEED record with each local teacher's measured top-1 (from its own results.json), for the card."""
-    resolved = feed.get("resolved_teachers") or []
-    if len(resolved) == len(teacher_specs):  # specs given as modules have no results.json to read
-        for described, spec in zip(resolved, teacher_specs, strict=True):
+    for described, spec in zip(feed.get("resolved_teachers") or [], teacher_specs, strict=False):
+        if spec is not None:  # a module passed in has no results.json to read
             described["top1"] = recorded_teacher_top1(spec)
     return feed
 
@@ -164,15 +214,6 @@ def _wall_time(started: float | None, train_metrics: dict[str, Any], metrics: di
     return round(train_metrics.get("train_runtime", 0.0) + metrics.get("eval_runtime", 0.0), 1)
 
 
-def _student_base_model(args: Any) -> str | None:
-    """The Hub id@revision the student started from, for `base_model`; None for a fresh initialisation."""
-    try:
-        from .students import student_base_model  # provided with pretrained students (issue 12, item 6)
-    except ImportError:
-        return None
-    return student_base_model(args)
-
-
 def write_run_record(trainer: Any, output_dir: str, failures: list[str] | None = None) -> list[str]:
     """results.json and README.md into the export in `output_dir`; `trainer_state.json` and `*_results.json`
     (the Trainer's own `save_state`/`save_metrics`) too when it is `args.output_dir`. A card that cannot be
@@ -187,8 +228,18 @@ def write_run_record(trainer: Any, output_dir: str, failures: list[str] | None =
         record["failures"] = failures
     write_export_file(output_dir, RESULTS_NAME, json.dumps(record, indent=2, default=str))
     if Path(output_dir).resolve() == Path(trainer.args.output_dir).resolve():
-        trainer.save_state()
+        _save_portable_state(trainer, Path(output_dir))
         for split, metrics in (("train", record["train_metrics"]), ("eval", record["metrics"])):
             if metrics:
                 trainer.save_metrics(split, metrics)
     return failures
+
+
+def _save_portable_state(trainer: Any, output_dir: Path) -> None:
+    """`Trainer.save_state()`'s trainer_state.json, naming its best checkpoint by folder name: the file sits at
+    the top of the output folder, where a plain upload takes it (the checkpoints' own copies keep the path)."""
+    if not trainer.is_world_process_zero():
+        return
+    state = copy.copy(trainer.state)
+    state.best_model_checkpoint = portable_folder(state.best_model_checkpoint)
+    state.save_to_json(str(output_dir / TRAINER_STATE_NAME))

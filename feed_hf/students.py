@@ -31,7 +31,17 @@ from .teacher_sources import (
     pretrained_weights_overlay,
 )
 
-__all__ = ["StudentSourceError", "create_student", "student_base_model", "student_has_pretrained_weights"]
+__all__ = [
+    "STUDENT_SOURCE_ATTRIBUTE",
+    "StudentSourceError",
+    "create_student",
+    "student_base_model",
+    "student_has_pretrained_weights",
+]
+
+# Set on each student create_student builds: the spec its weights came from. The record (provenance.py) trusts it;
+# a module passed in has none and is recorded as such.
+STUDENT_SOURCE_ATTRIBUTE = "feed_hf_student_source"
 
 
 class StudentSourceError(ValueError):
@@ -63,6 +73,7 @@ def create_student(args: Any, num_labels: int | None = None) -> nn.Module:
         )
     if args.input_size is not None:
         set_student_input_size(model, (args.input_size, args.input_size))
+    setattr(model, STUDENT_SOURCE_ATTRIBUTE, spec)
     return model
 
 

@@ -293,8 +293,10 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
         if self.args.should_save:
             resuming = resume_from_checkpoint not in (None, False, "", "False", "false")
             check_export_target(export_dir, self.teacher_specs, self.args.overwrite_output_dir, resuming)
+        self.check_export_possible(export_dir)  # the export's folders and room, before the first step
+        self.log_run_summary()  # the student's input size and what each teacher is fed
         output = super().train(resume_from_checkpoint, trial, **kwargs)
-        self.export(export_dir)
+        self.export_after_training(export_dir)  # a fallback folder, named, if output_dir fails after all
         return output
 
 

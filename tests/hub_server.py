@@ -84,6 +84,8 @@ class LoopbackHub:
         self.port, self.valid_tokens, self.user = port, set(valid_tokens), user
         self.url = f"http://127.0.0.1:{port}"
         self.requests_seen: list[tuple[str, str, dict]] = []  # (method, path, headers with lower-case names)
+        # A slow Hub: while set to an unset Event, commits wait for it (at most a minute) before they are answered.
+        self.commit_gate: threading.Event | None = None
         self._repos: dict[str, _Repo] = {}
         self._lfs: dict[str, bytes] = {}  # uploaded LFS objects by sha256
         self._lock = threading.Lock()
@@ -248,6 +250,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {name.lower(): value for name, value in self.headers.items()}
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))  # huggingface_hub never sends chunked
         hub: LoopbackHub = self.server.hub  # type: ignore[attr-defined]
+        if self.command == "POST" and "/commit/" in self.path and hub.commit_gate is not None:
+            hub.commit_gate.wait(timeout=60)  # outside the hub's lock: other requests are answered meanwhile
         status, extra, payload = hub.answer(self.command, self.path, headers, body)
         self.send_response(status)
         for name, value in {**extra, "Content-Length": str(len(payload))}.items():  # HEAD too: the client reads it

@@ -13,10 +13,10 @@ import pytest
 import torch
 import yaml
 from conftest import HUB_TOKEN, SyntheticImages, make_feed_config
-from huggingface_hub import HfApi, ModelCard
+from huggingface_hub import ModelCard
 
 from feed_hf import FeedTrainer
-from feed_hf.card_metadata import resolve_license
+from feed_hf.provenance import resolve_license
 
 _CLASSES = [f"c{i}" for i in range(5)]
 
@@ -82,10 +82,11 @@ def test_python_api_push_has_hub_metadata_and_tables(loopback_hub, pushed):
     assert f"tester/api-teacher/tree/{teacher_sha}" in card.text  # the teacher, linked at its pinned revision
     hyperparameters = card.text.split("### Hyperparameters")[1].split("###")[0]
     assert "| learning_rate | 0.05 |" in hyperparameters and "| num_epochs | 2 |" in hyperparameters
-    epochs = card.text.split("### Training results")[1].split("##")[0]
-    assert len([line for line in epochs.splitlines() if line.startswith("| 2.00 | 6 |")]) == 1  # = final evaluate()
+    epochs = markdown_rows(card.text.split("### Training results")[1].split("##")[0])
+    assert [(row["Epoch"], row["Step"]) for row in epochs] == [("1.0", "3"), ("2.0", "6")]  # = final evaluate()
+    assert float(epochs[-1]["Top-1 (%)"]) == pytest.approx(metrics["eval_top1"], abs=1e-4)
     assert "| learning_rate | 0.05 |" in hyperparameters and "OptimizerNames" not in hyperparameters
-    assert epochs.count("\n| 1.00 |") == 1 and "on . " not in card.text and "None" not in card.text
+    assert "on . " not in card.text and "None" not in card.text
 
     teacher_card = ModelCard.load("tester/api-teacher")
     assert teacher_card.data.license == "mit" and "knowledge-distillation" not in teacher_card.data.tags
@@ -134,12 +135,22 @@ def test_save_model_of_a_ce_model_writes_an_honest_card(tmp_path):
     assert json.loads((tmp_path / "export" / "results.json").read_text())["task"] == "ce"
 
 
-def test_licence_is_the_users_or_the_teachers_shared_one(loopback_hub, pushed):
-    hub_teacher = {"teachers": ["hf-hub:x"], "resolved_teachers": [{"hf_hub_id": "tester/api-teacher"}]}
-    assert resolve_license("apache-2.0", hub_teacher) == {"id": "apache-2.0", "source": "model_license"}
-    assert resolve_license(None, hub_teacher) == {"id": "mit", "source": "teachers"}
-    HfApi(token=HUB_TOKEN).create_repo("tester/no-card-teacher", exist_ok=True)
-    mixed = {"resolved_teachers": [{"hf_hub_id": "tester/api-teacher"}, {"hf_hub_id": "tester/no-card-teacher"}]}
-    assert resolve_license(None, mixed)["id"] is None and "unknown or differ" in resolve_license(None, mixed)["reason"]
-    local = {"resolved_teachers": [{"hf_hub_id": None, "source": "teacher_0"}]}
-    assert "not every teacher is a Hub repo" in resolve_license(None, local)["reason"]
+def test_licence_is_the_users_or_the_one_every_source_shares_and_a_conflict_is_named():
+    mit = {"role": "teacher 0", "name": "hf-hub:tester/api-teacher@abc", "license": "mit"}
+    apache = {"role": "student", "name": "timm/resnet18.a1_in1k", "license": "apache-2.0"}
+    passed_in = {"role": "teacher 1", "name": "CifarResNet (a module passed in)", "license": None}
+    assert resolve_license("apache-2.0", "model_license", [mit])["id"] == "apache-2.0"
+    assert resolve_license(None, "model_license", [mit]) == {"id": "mit", "source": "inherited", "sources": [mit]}
+    conflict = resolve_license(None, "model_license", [apache, mit])
+    assert conflict["id"] is None and conflict["conflict"] and "does not pick one" in conflict["reason"]
+    assert "student timm/resnet18.a1_in1k: apache-2.0" in conflict["reason"] and "mit" in conflict["reason"]
+    unknown = resolve_license(None, "model_license", [mit, passed_in])
+    assert unknown["id"] is None and "CifarResNet (a module passed in) is unknown" in unknown["reason"]
+    assert resolve_license(None, "model_license", [])["reason"].startswith("no licence chosen")
+
+
+def markdown_rows(text: str) -> list[dict[str, str]]:
+    """The rows of the first markdown table in `text`, by column name."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True)) for line in lines[2:]]

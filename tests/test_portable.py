@@ -12,7 +12,7 @@ from huggingface_hub import HfApi
 from recipe_helpers import load_recipe, tiny_argv
 
 from feed_hf.data import digits_dataset
-from feed_hf.export import export_student
+from feed_hf.export import export_file, export_student
 from feed_hf.hub import UnpushableExportError, push_export
 from feed_hf.portable import (
     portable_dataset,
@@ -130,12 +130,12 @@ def test_malformed_results_beside_a_teacher_is_unknown_not_a_crash(portable_run)
 
 def test_recorded_sources_still_serve_local_tools(portable_run):
     root, output_dir, _ = portable_run
-    local = json.loads((output_dir / "local_sources.json").read_text())  # kept here, never pushed
+    local = json.loads(export_file(output_dir, "local_sources.json").read_text())  # kept here, never pushed
     assert local["teachers"][0] == f"local-dir:{root / 'teachers ü dir' / 't=0 ü'}"
 
 
 def _copy_export(output_dir: Path, destination: Path) -> Path:
-    shutil.copytree(output_dir, destination, symlinks=False, ignore=shutil.ignore_patterns(".feed-export"))
+    shutil.copytree(output_dir, destination, symlinks=False, ignore=shutil.ignore_patterns(".cache"))
     return destination
 
 

@@ -8,6 +8,7 @@ import torch
 from transformers import AutoModelForImageClassification
 
 from feed_hf import FeedStudent, FeedTrainer
+from feed_hf.export import export_file
 
 
 def _clone_state(module):
@@ -86,13 +87,13 @@ def test_export_is_the_bare_student_and_reloads_in_timm_and_transformers(two_tea
         "README.md",  # the card and the record, from the Trainer's state (issue 12)
         "config.json",
         "feed_config.json",
-        "feed_connectors.safetensors",
         "model.safetensors",
         "results.json",
     ]
     tensors = safetensors.torch.load_file(export_dir / "model.safetensors")
     assert set(tensors) == set(timm.create_model("resnet8_cifar", num_classes=5).state_dict())
-    connectors = safetensors.torch.load_file(export_dir / "feed_connectors.safetensors")
+    # kept with the export, outside what a plain upload of the folder takes (issue 19, item 12)
+    connectors = safetensors.torch.load_file(export_file(export_dir, "feed_connectors.safetensors"))
     assert set(connectors) == set(trainer.model.connectors.state_dict())  # kept apart, for analysis only
     config = json.loads((export_dir / "config.json").read_text())
     assert "num_classes" not in config.get("model_args", {}) and config["label_names"] == list("abcde")

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from ..connectors import FeedConnector
 from ..data import DataArguments, load_image_splits
-from ..export import CONNECTORS_NAME, FEED_CONFIG_NAME
+from ..export import CONNECTORS_NAME, FEED_CONFIG_NAME, export_file
 from ..features import FeatureTap
 from ..files import RESULTS_NAME
 from ..losses import feed_distance
@@ -49,7 +49,7 @@ def load_feed_run(run_dir: str | Path) -> tuple[FeedStudent, list[FrozenTeacher]
     feed = json.loads((run_dir / FEED_CONFIG_NAME).read_text())
     # feed_config.json names teachers portably (folder names); this machine's paths are kept beside it.
     feed["teachers"] = read_local_sources(run_dir).get("teachers") or feed["teachers"]
-    if not feed["teachers"] or not (run_dir / CONNECTORS_NAME).is_file():
+    if not feed["teachers"] or not export_file(run_dir, CONNECTORS_NAME).is_file():
         raise ValueError(f"{run_dir} is not a FEED student with connectors (no teachers or no {CONNECTORS_NAME})")
     student = timm.create_model(f"local-dir:{run_dir}", pretrained=True)
     data_config = resolve_model_data_config(student)
@@ -72,7 +72,7 @@ def load_feed_run(run_dir: str | Path) -> tuple[FeedStudent, list[FrozenTeacher]
     feed_student = build_feed_student(
         student, teachers, feed["student_feature_index"], feed["student_feature_module"], **feed["connector"]
     )
-    feed_student.connectors.load_state_dict(safetensors.torch.load_file(run_dir / CONNECTORS_NAME))
+    feed_student.connectors.load_state_dict(safetensors.torch.load_file(export_file(run_dir, CONNECTORS_NAME)))
     return feed_student.eval(), teachers, feed
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..config import FeedConfig
 from ..data import DataArguments
-from ..export import VERSIONS_DIR
+from ..export_store import is_in_export_store
 from ..files import RESULTS_NAME
 from ..training import read_results
 from .analysis import AnalysisArguments, run_analysis
@@ -80,8 +80,8 @@ def _relative_paths(text: str) -> str:
 
 def _training_time_line(root: str, invocation_s: float) -> str:
     """Every run's recorded wall time summed: what the whole grid cost, reused runs included."""
-    # each export also keeps its record inside its version folder (.feed-export/v-*/): count every run once
-    files = [f for f in Path(root).rglob(RESULTS_NAME) if VERSIONS_DIR not in f.parts]
+    # each export also keeps its record inside its version folder: count every run once
+    files = [f for f in Path(root).rglob(RESULTS_NAME) if not is_in_export_store(f)]
     runs = [read_results(f.parent) for f in files]
     minutes = sum(run["wall_time_s"] for run in runs) / 60
     return (
