@@ -61,7 +61,12 @@ class StudentExportMixin(HubPushMixin):
         too, in feed_config.json's `student_input_size` and `resolved_teachers`)."""
         if not self.is_world_process_zero():
             return
-        lines, warnings = run_summary(self.student, self.teachers, self.teacher_sources)
+        # With model_init the student is made inside train(); its probe was resolved the same way.
+        student = self.student if self.model is not None else getattr(self, "_model_init_probe", None)
+        if student is None:
+            return
+        student = getattr(student, "student", student)  # a FeedStudent's bare student
+        lines, warnings = run_summary(student, self.teachers, self.teacher_sources)
         logger.info("FEED run: %s", "; ".join(lines))
         for warning in warnings:
             logger.warning(warning)
