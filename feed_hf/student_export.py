@@ -40,10 +40,13 @@ class StudentExportMixin(HubPushMixin):
         return feed_settings_record(self.args, self.student, self.feed_betas, self.teachers, self.teacher_sources)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """User calls export the bare student (`export`); the Trainer's own checkpoints keep the whole FeedStudent."""
+        """User calls export the bare student (`export`) and, with `push_to_hub`, push as `Trainer.save_model`
+        does; the Trainer's own checkpoints keep the whole FeedStudent."""
         if _internal_call:
             return super().save_model(output_dir, _internal_call=True)
         self.export(output_dir)
+        if self.args.push_to_hub:
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
     def _save_checkpoint(self, model: Any, trial: Any) -> None:
         """The Trainer's checkpoint, written into the output folder's local store and linked as `checkpoint-N`

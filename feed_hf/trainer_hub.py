@@ -16,6 +16,7 @@ from huggingface_hub import CommitInfo
 
 from .export import has_export
 from .hub import push_export
+from .hub_callbacks import ExportPushCallback
 from .portable import portable_dataset, portable_folder
 
 __all__ = ["CARD_KEYWORDS", "HubPushMixin", "declared_card_facts"]
@@ -127,7 +128,7 @@ class HubPushMixin:
     def wait_for_pushes(self) -> None:
         """Wait for the `hub_strategy='every_save'` pushes still running (feed_hf.hub_callbacks)."""
         for callback in self.callback_handler.callbacks:
-            if callable(getattr(callback, "wait", None)) and hasattr(callback, "pushes"):
+            if isinstance(callback, ExportPushCallback):
                 callback.wait()
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:

@@ -151,3 +151,13 @@ def test_a_processing_class_that_cannot_be_saved_is_refused_before_training(tmp_
     with pytest.raises(ValueError, match=r"processing_class object has no save_pretrained\(\); .*image processor"):
         trainer.train()
     assert trainer.state.global_step == 0
+
+
+def test_save_model_with_push_to_hub_pushes_as_the_trainer_does(loopback_hub, tmp_path):
+    args = make_feed_config(
+        tmp_path / "run", push_to_hub=True, hub_strategy="end", hub_model_id="tester/saved", hub_token=HUB_TOKEN
+    )
+    trainer = FeedTrainer(args=args, train_dataset=SyntheticImages(16))
+    trainer.train()
+    trainer.save_model()
+    assert "model.safetensors" in loopback_hub.files("tester/saved")
