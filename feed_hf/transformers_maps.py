@@ -40,7 +40,6 @@ MapKind = Literal["tokens", "windowed", "spatial"]
 HEAD_POOLING: dict[str, str] = {
     "vit": "class_token",  # ViTForImageClassification: classifier(sequence_output[:, 0])
     "deit": "class_token",
-    "vit_msn": "class_token",
     "dinov2": "class_and_patch_mean",  # cat(class token, mean of the patch tokens)
     "dinov2_with_registers": "class_and_patch_mean",  # the registers are neither
     "clip_vision_model": "patch_mean",  # CLIPForImageClassification: mean of last_hidden_state[:, 1:]

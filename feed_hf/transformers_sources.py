@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from huggingface_hub import constants
 
 from .teacher_sources import HubTeacherError, TeacherSourceError, _hub_download, resolve_hub_files
@@ -144,7 +145,7 @@ def model_class_for(config: Any, classifier: bool | None = None) -> tuple[type, 
         classifier = any(name.endswith("ForImageClassification") for name in config.architectures or ())
     if classifier:
         if type(config) in MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING:
-            return MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING[type(config)], config
+            return _mapped_class(MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING, config), config
         tower = "Vision" in type(config).__name__
         hint = " (a vision tower: load the full vision-language repo, e.g. a CLIPConfig; it has one)" if tower else ""
         raise ValueError(
@@ -153,19 +154,34 @@ def model_class_for(config: Any, classifier: bool | None = None) -> tuple[type, 
         )
     vision = getattr(config, "vision_config", None)
     if vision is not None and type(vision) in MODEL_MAPPING:
-        return MODEL_MAPPING[type(vision)], vision
+        return _mapped_class(MODEL_MAPPING, vision), vision
     if type(config) in MODEL_MAPPING:
-        return MODEL_MAPPING[type(config)], config
+        return _mapped_class(MODEL_MAPPING, config), config
     raise ValueError(f"model type {config.model_type!r}: transformers' AutoModel loads no network for it")
+
+
+def _mapped_class(mapping: Any, config: Any) -> type:
+    """The class an auto mapping gives `config`; of several (DeiT's), the one its `architectures` names, else the
+    first, as transformers' Auto classes choose."""
+    classes = mapping[type(config)]
+    if not isinstance(classes, (list, tuple)):
+        return classes
+    by_name = {cls.__name__: cls for cls in classes}
+    return next((by_name[name] for name in config.architectures or () if name in by_name), classes[0])
 
 
 def load_transformers_model(
     source: TransformersSource, model_class: type, allowed_missing: tuple[str, ...] = (), role: str = "teacher"
 ) -> Any:
-    """`model_class` with the weights of `source`, in eval mode; refused when a weight it needs is missing
-    (other than names starting with `allowed_missing`) or has another shape."""
+    """`model_class` with the weights of `source`, in float32 and eval mode (as a timm model: reduced precision is
+    FEED's autocast option, not the checkpoint's storage dtype); refused when a weight it needs is missing (other
+    than names starting with `allowed_missing`) or has another shape."""
     model, info = model_class.from_pretrained(
-        source.folder, use_safetensors=source.use_safetensors, weights_only=True, output_loading_info=True
+        source.folder,
+        use_safetensors=source.use_safetensors,
+        weights_only=True,
+        output_loading_info=True,
+        dtype=torch.float32,
     )
     missing = [key for key in info.get("missing_keys", ()) if not key.startswith(allowed_missing)]
     resized = list(info.get("mismatched_keys", ()))

@@ -102,18 +102,18 @@ def save_transformers_student(
 
     `label_names` become the config's `id2label`/`label2id`, so `pipeline()` answers with names.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     model = student.model
+    if label_names and len(label_names) != student.num_classes:
+        raise ValueError(
+            f"{len(label_names)} label names for a student with {student.num_classes} classes; give one name per "
+            "class (or none)"
+        )
+    processor = image_processor_for(resolve_model_data_config(student))  # before writing: a refusal leaves nothing
     if label_names:
-        if len(label_names) != student.num_classes:
-            raise ValueError(
-                f"{len(label_names)} label names for a student with {student.num_classes} classes; give one name per "
-                "class (or none)"
-            )
         model.config.id2label = dict(enumerate(label_names))
         model.config.label2id = {name: index for index, name in enumerate(label_names)}
-    processor = image_processor_for(resolve_model_data_config(student))  # before writing: a refusal leaves nothing
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder

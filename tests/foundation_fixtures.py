@@ -57,11 +57,18 @@ _CONFIGS = {
         image_size=SIZE, patch_size=2, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=4
     ),
     "resnet": lambda: transformers.ResNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1]),
+    "deit": lambda: transformers.DeiTConfig(**_VIT, intermediate_size=64),  # class + distillation token
+    "convnextv2": lambda: transformers.ConvNextV2Config(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1]),
+    "swinv2": lambda: transformers.Swinv2Config(
+        image_size=SIZE, patch_size=2, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=4
+    ),
+    "regnet": lambda: transformers.RegNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1]),
 }
 FAMILIES = tuple(_CONFIGS)
 # Tokens ahead of the patch tokens, counted by hand: class token, registers; SigLIP has none; maps have none.
 SPECIAL_TOKENS = {
     "vit": 1,
+    "deit": 2,
     "dinov2": 1,
     "dinov2_registers": 1 + 4,
     "clip_vision": 1,
@@ -103,6 +110,7 @@ def save_family(
     """Save a tiny random `family` model (the bare network, or its image-classification model) in `folder`."""
     torch.manual_seed(seed)
     config = family_config(family, **config_overrides)
+    config.architectures = config.architectures or []  # transformers' Auto classes iterate it (DeiT has two heads)
     auto = transformers.AutoModelForImageClassification if classifier else transformers.AutoModel
     model = auto.from_config(config).eval()
     model.save_pretrained(folder)

@@ -21,9 +21,9 @@ def _map_by_hand(family: str, model) -> torch.Tensor:
     vision = _vision(model)
     outputs = vision(PIXELS, output_hidden_states=True)
     final = outputs.last_hidden_state
-    if family in ("convnext", "resnet"):
+    if family in ("convnext", "convnextv2", "resnet", "regnet"):
         return final
-    if family == "swin":  # 32 px, patch 2, one merge: 8x8 tokens
+    if family in ("swin", "swinv2"):  # 32 px, patch 2, one merge: 8x8 tokens
         return final.reshape(2, 8, 8, -1).permute(0, 3, 1, 2)
     if family.startswith("clip"):
         final = vision.post_layernorm(final)  # what CLIP's projection head reads (post_layernorm)
@@ -35,6 +35,7 @@ def _map_by_hand(family: str, model) -> torch.Tensor:
 # The model's own pooled output, computed from the adapter's -1 features as each family's head reads them.
 HEAD_READS = {
     "vit": lambda vision, teacher, features: vision.pooler(features),  # ViTPooler reads the normed class token
+    "deit": lambda vision, teacher, features: vision.pooler(features),
     "dinov2": lambda vision, teacher, features: features[:, 0],  # pooler_output: normed class token
     "dinov2_registers": lambda vision, teacher, features: features[:, 0],
     "clip_vision": lambda vision, teacher, features: features[:, 0],  # post_layernorm(class token)
@@ -44,6 +45,9 @@ HEAD_READS = {
     "convnext": lambda vision, teacher, features: teacher.forward_head(features, pre_logits=True),
     "resnet": lambda vision, teacher, features: teacher.forward_head(features, pre_logits=True),
     "swin": lambda vision, teacher, features: teacher.forward_head(features, pre_logits=True),
+    "convnextv2": lambda vision, teacher, features: teacher.forward_head(features, pre_logits=True),
+    "regnet": lambda vision, teacher, features: teacher.forward_head(features, pre_logits=True),
+    "swinv2": lambda vision, teacher, features: teacher.forward_head(features, pre_logits=True),
 }
 
 
