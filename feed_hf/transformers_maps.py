@@ -121,10 +121,10 @@ def map_layout(outputs, embeddings: nn.Module | None, config, input_size: tuple[
         )
     if final.ndim == 4:
         return MapLayout(model_type, "spatial", pooling=HEAD_POOLING.get(model_type, "spatial_mean"))
-    if getattr(outputs, "reshaped_hidden_states", None) is not None:
-        return MapLayout(model_type, "windowed", pooling=HEAD_POOLING.get(model_type, "spatial_mean"))
     patch_size = getattr(config, "patch_size", None)
     patch_size = patch_size[0] if isinstance(patch_size, (tuple, list)) else patch_size
+    if getattr(outputs, "reshaped_hidden_states", None) is not None:
+        return MapLayout(model_type, "windowed", 0, patch_size, HEAD_POOLING.get(model_type, "spatial_mean"))
     prefix = special_token_count(embeddings, config)
     default = "patch_mean" if prefix else "token_mean"
     layout = MapLayout(model_type, "tokens", prefix, patch_size, HEAD_POOLING.get(model_type, default))

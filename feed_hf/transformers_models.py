@@ -79,7 +79,7 @@ class TransformersVisionModel(nn.Module):
         self.in_chans = int(getattr(config, "num_channels", 3) or 3)
         size = tuple(pretrained_cfg["input_size"][1:])
         self.final_norm = FINAL_NORM.get(type(model).__name__) if not self.has_classifier else None
-        self.layout, shapes = self._probe(size)
+        shapes = self._probe(size)  # sets self.layout
         self.dynamic_img_size = dynamic_img_size or self.layout.kind == "spatial"
         fixed = not self.dynamic_img_size
         self.pretrained_cfg = {
@@ -116,16 +116,18 @@ class TransformersVisionModel(nn.Module):
         linears = [module for module in self.model.classifier.modules() if isinstance(module, nn.Linear)]
         return linears[-1].out_features if linears else 0
 
-    def _probe(self, size: tuple[int, int]) -> tuple[MapLayout, tuple[int, int, list[dict[str, Any]]]]:
-        """Layout, feature counts and `feature_info`, from one forward of a meta-device copy (no memory, no compute)."""
+    def _probe(self, size: tuple[int, int]) -> tuple[int, int, list[dict[str, Any]]]:
+        """`self.layout`, then (`num_features`, `head_hidden_size`, `feature_info`), from one forward of a
+        meta-device copy of the model (no memory, no compute)."""
         with torch.device("meta"):
             shell = type(self.model)(copy.deepcopy(self.model.config)).eval()
         backbone = vision_backbone(shell)
         pixels = torch.empty(1, self.in_chans, *size, device="meta")
         with torch.no_grad():
             outputs = backbone(pixels, output_hidden_states=True, **self._forward_options(size, backbone))
-            layout = map_layout(outputs, getattr(backbone, "embeddings", None), self.vision_config, size, self.role)
-            self.layout = layout
+            self.layout = layout = map_layout(
+                outputs, getattr(backbone, "embeddings", None), self.vision_config, size, self.role
+            )
             head_input = self._head_input(outputs, size, backbone)
             pooled = pool_head_input(head_input, layout, backbone)
             maps = [self._stage_map(outputs, index, size) for index in range(self._num_hidden_states(outputs))]
@@ -134,7 +136,7 @@ class TransformersVisionModel(nn.Module):
             {"num_chs": m.shape[1], "reduction": size[0] // m.shape[-2], "module": f"hidden_states.{i + 1}"}
             for i, m in enumerate(maps)
         ]
-        return layout, (int(num_features), int(pooled.shape[-1]), info)
+        return int(num_features), int(pooled.shape[-1]), info
 
     def _forward_options(self, size: tuple[int, int], backbone: nn.Module | None = None) -> dict[str, Any]:
         backbone = backbone if backbone is not None else self.backbone

@@ -30,6 +30,7 @@ __all__ = [
     "model_class_for",
     "read_transformers_config",
     "resolve_transformers_source",
+    "source_checkpoint_format",
 ]
 
 _SAFE_INDEX = "model.safetensors.index.json"
@@ -62,6 +63,22 @@ def folder_checkpoint_format(folder: str | Path) -> Literal["timm", "transformer
         return checkpoint_format(json.loads((Path(folder) / "config.json").read_text(encoding="utf-8")))
     except (OSError, ValueError):
         return None
+
+
+def source_checkpoint_format(spec: str) -> Literal["timm", "transformers"] | None:
+    """The format of what a teacher/student spec (without `?key=value`) points at: a folder's config.json, or an
+    `hf-hub:` repo's at the revision asked for (downloaded and cached as the loaders do; offline from the cache).
+    None for a spec that is neither (a timm name, `NAME=CHECKPOINT`) or a source without a readable config.json,
+    which the timm loaders then explain."""
+    if spec.startswith("hf-hub:"):
+        repo_id, _, revision = spec.removeprefix("hf-hub:").partition("@")
+        _, names = resolve_hub_files(spec, repo_id, revision or None)
+        if "config.json" not in names:
+            return None
+        config_path = _hub_download(spec, repo_id, "config.json", revision or constants.DEFAULT_REVISION)
+        return folder_checkpoint_format(Path(config_path).parent)
+    folder = Path(spec.removeprefix("local-dir:"))
+    return folder_checkpoint_format(folder) if folder.is_dir() else None
 
 
 def _weights_files(spec: str, names: list[str], allow_pickle: bool, role: str) -> tuple[list[str], bool]:

@@ -16,7 +16,7 @@ from feed_hf import memory_estimate, transformers_teachers
 from feed_hf.model_licenses import license_verdict
 from feed_hf.teacher_sources import HubTeacherError, TeacherSourceError
 from feed_hf.transformers_maps import map_layout
-from feed_hf.transformers_sources import checkpoint_format, folder_checkpoint_format
+from feed_hf.transformers_sources import checkpoint_format, folder_checkpoint_format, source_checkpoint_format
 from feed_hf.transformers_teachers import load_transformers_teacher
 
 PICKLE_REFUSED = r"pickle file \('pytorch_model\.bin'\).*Convert it to model\.safetensors.*teacher_allow_pickle=True"
@@ -42,6 +42,18 @@ def test_timm_and_transformers_folders_are_told_apart(tmp_path):
     assert folder_checkpoint_format(tmp_path / "timm") == "timm"
     assert checkpoint_format({"architecture": "resnet50", "model_type": "timm_wrapper"}) == "timm"  # timm loads it
     assert checkpoint_format({"hidden_size": 3}) is None and folder_checkpoint_format(tmp_path / "none") is None
+
+
+def test_a_spec_says_which_loader_it_needs(loopback_hub, tmp_path):
+    save_family(tmp_path / "hf", "convnext")
+    timm.models.save_for_hf(timm.create_model("resnet8_cifar"), tmp_path / "timm")
+    push_folder(tmp_path / "hf", "tester/f1-format-hf")
+    push_folder(tmp_path / "timm", "tester/f1-format-timm")
+    assert source_checkpoint_format(f"local-dir:{tmp_path / 'hf'}") == "transformers"
+    assert source_checkpoint_format(str(tmp_path / "timm")) == "timm"
+    assert source_checkpoint_format("hf-hub:tester/f1-format-hf") == "transformers"
+    assert source_checkpoint_format("hf-hub:tester/f1-format-timm@main") == "timm"
+    assert source_checkpoint_format("resnet8_cifar") is None and source_checkpoint_format("resnet8_cifar=w.pt") is None
 
 
 def test_pickle_only_folder_needs_the_opt_in(tmp_path):
