@@ -20,14 +20,17 @@ import torch
 from huggingface_hub import constants
 
 from .teacher_sources import HubTeacherError, TeacherSourceError, _hub_download, resolve_hub_files
-from .transformers_preprocessing import PROCESSOR_CONFIG_NAME
+from .transformers_models import check_vision_model, vision_backbone
+from .transformers_preprocessing import PROCESSOR_CONFIG_NAME, processor_data_config
 
 __all__ = [
+    "PreparedSource",
     "TransformersSource",
     "checkpoint_format",
     "folder_checkpoint_format",
     "load_transformers_model",
     "model_class_for",
+    "prepare_transformers_source",
     "read_transformers_config",
     "resolve_transformers_source",
     "source_checkpoint_format",
@@ -45,6 +48,32 @@ class TransformersSource:
     folder: Path
     hub_id: str | None
     use_safetensors: bool
+
+
+@dataclass(frozen=True)
+class PreparedSource:
+    """What is known of a source before its weights load: its files, its network class, that network built on the
+    meta device (`shell`), and its preprocessing (`data_config`, timm data-config keys from its processor)."""
+
+    source: TransformersSource
+    model_class: type
+    shell: Any
+    data_config: dict[str, Any]
+
+
+def prepare_transformers_source(
+    spec: str, allow_pickle: bool = False, classifier: bool | None = None, role: str = "teacher"
+) -> PreparedSource:
+    """Resolve `spec`'s files (pickle policy, Hub pin), choose its network class (`model_class_for`), build it on the
+    meta device, refuse one that takes no pixels, and read its preprocessing, checked against its vision config."""
+    source = resolve_transformers_source(spec, allow_pickle, role)
+    model_class, model_config = model_class_for(read_transformers_config(source), classifier)
+    with torch.device("meta"):
+        shell = model_class(model_config)
+    check_vision_model(shell)
+    vision_config = getattr(model_config, "vision_config", None) or model_config
+    data_config = processor_data_config(spec, source.folder, vision_config, vision_backbone(shell))
+    return PreparedSource(source, model_class, shell, data_config)
 
 
 def checkpoint_format(config: Any) -> Literal["timm", "transformers"] | None:

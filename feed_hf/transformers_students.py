@@ -14,18 +14,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_model_data_config
 
 from .teacher_sources import TeacherSourceError
-from .transformers_models import TransformersVisionModel, vision_backbone
-from .transformers_preprocessing import image_processor_for, processor_data_config
-from .transformers_sources import (
-    load_transformers_model,
-    model_class_for,
-    read_transformers_config,
-    resolve_transformers_source,
-)
+from .transformers_models import TransformersVisionModel
+from .transformers_preprocessing import image_processor_for
+from .transformers_sources import load_transformers_model, model_class_for, prepare_transformers_source
 from .transformers_teachers import source_pretrained_cfg
 
 __all__ = ["load_transformers_student", "save_transformers_student", "transformers_student_from_config"]
@@ -37,17 +31,14 @@ def load_transformers_student(spec: str, num_labels: int, allow_pickle: bool = F
     """A pretrained transformers model (`hf-hub:ns/name[@rev]`, `local-dir:PATH`, `PATH`) as the student, with a
     fresh classifier for `num_labels` classes (0: the bare network). Its mean/std/size come from its processor."""
     try:
-        source = resolve_transformers_source(spec, allow_pickle, role="student")
-        config = read_transformers_config(source)
-        model_class, model_config = model_class_for(config, classifier=num_labels > 0)
-        with torch.device("meta"):
-            shell = model_class(model_config)
-        data_config = processor_data_config(spec, source.folder, _vision_config(model_config), vision_backbone(shell))
+        prepared = prepare_transformers_source(spec, allow_pickle, classifier=num_labels > 0, role="student")
         # A backbone checkpoint has no classifier weights: they are replaced below anyway.
-        model = load_transformers_model(source, model_class, allowed_missing=("classifier",), role="student")
+        model = load_transformers_model(
+            prepared.source, prepared.model_class, allowed_missing=("classifier",), role="student"
+        )
     except TeacherSourceError as error:
         raise TeacherSourceError(str(error).replace("teacher ", "student ", 1)) from None
-    student = TransformersVisionModel(model, source_pretrained_cfg(source, data_config))
+    student = TransformersVisionModel(model, source_pretrained_cfg(prepared.source, prepared.data_config))
     student.reset_classifier(num_labels)
     return student.train()
 

@@ -17,15 +17,8 @@ import torch
 from .memory_estimate import MemoryEstimate, check_fits_memory, estimate_forward_memory
 from .model_licenses import card_license, license_verdict
 from .teacher_sources import TeacherSourceError
-from .transformers_models import TransformersVisionModel, check_vision_model, vision_backbone
-from .transformers_preprocessing import processor_data_config
-from .transformers_sources import (
-    TransformersSource,
-    load_transformers_model,
-    model_class_for,
-    read_transformers_config,
-    resolve_transformers_source,
-)
+from .transformers_models import TransformersVisionModel, vision_backbone
+from .transformers_sources import TransformersSource, load_transformers_model, prepare_transformers_source
 
 __all__ = ["load_transformers_teacher", "source_pretrained_cfg", "teacher_memory_estimate"]
 
@@ -49,19 +42,14 @@ def load_transformers_teacher(
     teacher whose forward at that batch size and its input size would not fit in the free memory of `device`.
     """
     dynamic_img_size = _dynamic_img_size(spec, model_kwargs or {})
-    source = resolve_transformers_source(spec, allow_pickle)
-    config = read_transformers_config(source)
-    model_class, model_config = model_class_for(config)
-    with torch.device("meta"):
-        shell = model_class(model_config)
-    check_vision_model(shell)
-    data_config = processor_data_config(spec, source.folder, model_config, vision_backbone(shell))
+    prepared = prepare_transformers_source(spec, allow_pickle)
     if batch_size:
-        input_size = tuple(data_config["input_size"])
-        estimate = teacher_memory_estimate(shell, input_size, batch_size, dtype)
+        input_size = tuple(prepared.data_config["input_size"])
+        estimate = teacher_memory_estimate(prepared.shell, input_size, batch_size, dtype)
         check_fits_memory(f"teacher {spec!r}", estimate, batch_size, input_size, device)
-    model = load_transformers_model(source, model_class)
-    teacher = TransformersVisionModel(model, source_pretrained_cfg(source, data_config), dynamic_img_size)
+    model = load_transformers_model(prepared.source, prepared.model_class)
+    pretrained_cfg = source_pretrained_cfg(prepared.source, prepared.data_config)
+    teacher = TransformersVisionModel(model, pretrained_cfg, dynamic_img_size)
     verdict = license_verdict(teacher.pretrained_cfg.get("license"))
     log = logger.warning if verdict.forbids_derivatives or not verdict.known else logger.info
     log("teacher %r: %s", spec, verdict.note)

@@ -169,6 +169,14 @@ def test_processor_config_missing_or_contradicting_the_model_is_one_line(tmp_pat
         load_transformers_teacher(str(tmp_path))
 
 
+@pytest.mark.parametrize("classifier", [False, True])
+def test_a_full_clip_repo_is_checked_against_its_vision_config(tmp_path, classifier):
+    save_family(tmp_path, "clip", classifier=classifier)  # CLIPConfig: patch size and image size in vision_config
+    save_processor(tmp_path, size=40)
+    with pytest.raises(TeacherSourceError, match=r"feeds 40x40 images but config\.json has image_size=32, the only"):
+        load_transformers_teacher(str(tmp_path))
+
+
 def test_dinov2_runs_at_its_processor_crop_whatever_its_position_table_size(tmp_path):
     save_family(tmp_path, "dinov2")  # as facebook/dinov2-*: config image_size 518, processor crop 224
     save_processor(tmp_path, size=56, crop=48)
