@@ -34,7 +34,7 @@ import torch
 
 from .feature_moments import ChannelMoments
 from .isotropic_rotation import isotropic_rotation
-from .tensor_records import load_tensor_records, save_tensor_records
+from .tensor_records import checked_facts, load_tensor_records, save_tensor_records
 
 __all__ = [
     "BalancingMethod",
@@ -80,12 +80,7 @@ class FeatureBalance:
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> FeatureBalance:
         """The inverse of (`tensors()`, `metadata()`); refuses an unknown format or method."""
-        if metadata.get("format") != _FORMAT or metadata.get("method") not in get_args(BalancingMethod):
-            raise ValueError(
-                f"balance record with format {metadata.get('format')!r} and method {metadata.get('method')!r}: "
-                f"expected format {_FORMAT!r} and a method in {get_args(BalancingMethod)}; refit it"
-            )
-        info = {key: value for key, value in metadata.items() if key not in ("format", "method")}
+        info = checked_facts(metadata, _FORMAT, "method", get_args(BalancingMethod))
         return cls(metadata["method"], tensors["mean"], tensors["scale"], tensors.get("rotation"), info)
 
 

@@ -36,7 +36,7 @@ import torch
 
 from .feature_moments import ChannelMoments, channel_vectors
 from .isotropic_rotation import isotropic_rotation
-from .tensor_records import load_tensor_records, save_tensor_records
+from .tensor_records import checked_facts, load_tensor_records, save_tensor_records
 
 __all__ = [
     "CodeDtype",
@@ -95,12 +95,7 @@ class FeatureCodec:
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> FeatureCodec:
-        if metadata.get("format") != _FORMAT or metadata.get("code_dtype") not in get_args(CodeDtype):
-            raise ValueError(
-                f"codec record with format {metadata.get('format')!r} and code dtype {metadata.get('code_dtype')!r}: "
-                f"expected format {_FORMAT!r} and a code dtype in {get_args(CodeDtype)}; refit the codec"
-            )
-        info = {key: value for key, value in metadata.items() if key not in ("format", "code_dtype")}
+        info = checked_facts(metadata, _FORMAT, "code_dtype", get_args(CodeDtype))
         names = ("mean", "rotation", "scale", "zero_point")
         return cls(*(tensors[name] for name in names), metadata["code_dtype"], info)
 

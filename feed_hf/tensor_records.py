@@ -9,7 +9,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-__all__ = ["TensorRecord", "load_tensor_records", "save_tensor_records"]
+__all__ = ["TensorRecord", "checked_facts", "load_tensor_records", "save_tensor_records"]
 
 TensorRecord = tuple[dict[str, torch.Tensor], dict[str, str]]
 _COUNT_KEY = "num_records"
@@ -42,3 +42,13 @@ def load_tensor_records(path: str | Path, kind: str) -> list[TensorRecord]:
         own_facts = {key[len(prefix) :]: value for key, value in metadata.items() if key.startswith(prefix)}
         records.append((own_tensors, own_facts))
     return records
+
+
+def checked_facts(facts: dict[str, str], record_format: str, key: str, allowed: tuple[str, ...]) -> dict[str, str]:
+    """A record's facts without `format` and `key`, after checking both; a ValueError naming them otherwise."""
+    if facts.get("format") != record_format or facts.get(key) not in allowed:
+        raise ValueError(
+            f"record with format {facts.get('format')!r} and {key} {facts.get(key)!r}: expected format "
+            f"{record_format!r} and a {key} in {allowed}; refit it"
+        )
+    return {name: value for name, value in facts.items() if name not in ("format", key)}

@@ -109,7 +109,7 @@ def test_codecs_are_recorded_and_reload_to_the_same_decode(tmp_path):
         assert loaded.info == original.info and loaded.code_dtype == original.code_dtype
     with pytest.raises(ValueError, match="feature_codec.*feature_balance"):
         load_balances(tmp_path / "codec.safetensors")
-    with pytest.raises(ValueError, match="code dtype"):
+    with pytest.raises(ValueError, match="code_dtype .int4."):
         FeatureCodec.from_tensors(codecs[0].tensors(), {**codecs[0].metadata(), "code_dtype": "int4"})
 
 
