@@ -96,6 +96,7 @@ def eq2_errors(approximate: torch.Tensor, exact: torch.Tensor, reference: float 
     return {
         "floor_median": float(floor.median()),
         "floor_max": float(floor.max()),
+        "floor_share_of_reference": float(floor.median()) / reference,
         "rel_median": float(relative.median()),
     }
 
