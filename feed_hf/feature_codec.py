@@ -144,10 +144,8 @@ def reconstruct_maps(coefficients: torch.Tensor, mean: torch.Tensor, rotation: t
 
 def _check_maps(maps: torch.Tensor, num_channels: int) -> None:
     if maps.ndim != 4 or maps.shape[1] != num_channels:
-        channels = num_channels if num_channels > 0 else "C"
-        raise ValueError(
-            f"maps of shape {tuple(maps.shape)}: expected teacher maps [B, {channels}, H, W] (one teacher per codec)"
-        )
+        expected = f"[B, {num_channels}, H, W]" if maps.ndim == 4 else "[B, C, H, W]"
+        raise ValueError(f"maps of shape {tuple(maps.shape)}: expected teacher maps {expected} (one teacher per codec)")
 
 
 def _quantisation_grid(low: torch.Tensor, high: torch.Tensor, code_dtype: CodeDtype) -> tuple[torch.Tensor, ...]:
@@ -191,8 +189,9 @@ def fit_feature_codec(
     batches = sample if callable(sample) else (lambda: iter(sample))
     moments: ChannelMoments | None = None
     for maps in batches():
-        _check_maps(maps, maps.shape[1] if moments is None and maps.ndim == 4 else getattr(moments, "num_channels", 0))
-        moments = moments or ChannelMoments(maps.shape[1])
+        if moments is None:  # the first batch fixes C
+            moments = ChannelMoments(maps.shape[1] if maps.ndim == 4 else 1)
+        _check_maps(maps, moments.num_channels)
         moments.update(maps)
     if moments is None:
         raise ValueError("no maps to fit the codec on; give at least one batch of teacher maps")
