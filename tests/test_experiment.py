@@ -9,7 +9,8 @@ from recipe_helpers import load_recipe, tiny_argv
 
 from feed_hf import FeedTrainer
 from feed_hf.runs.experiment_report import paired_section, round_one_section, verdict
-from feed_hf.runs.statistics import paired_comparisons
+from feed_hf.runs.preregistered_tests import analysis_plan
+from feed_hf.runs.statistics import holm_adjusted, one_sided_paired, paired_comparison, paired_comparisons
 
 
 def _grid_argv(tmp_path, *extra):
@@ -85,6 +86,23 @@ def test_grid_runs_every_method_reuses_finished_runs_and_writes_the_report(tmp_p
     assert summary["paired"]["pfeed_3 - ce"]["n"] == 2 and summary["paired"]["pfeed_3 - ce"]["df"] == 1
 
     report = (tmp_path / "report" / "grid.md").read_text()
+    # the plan is stated before any number, the primary test and the Holm-corrected family after the table
+    assert report.index("## Analysis plan (pre-registered") < report.index("## Teachers")
+    assert "**Primary test**: pFEED, all teachers − CE baseline > 0, paired one-sided t" in report
+    assert report.index("## Students") < report.index("## Pre-registered tests")
+    assert summary["preregistered"]["plan"]["secondary"] == [
+        "kd_ensemble - ce",
+        "feed_single - ce",
+        "feed_single - kd_ensemble",
+        "pfeed_3 - kd_ensemble",
+        "pfeed_3 - feed_single",
+    ]
+    records = json.loads((tmp_path / "report" / "grid_runs.json").read_text())
+    ce_run = records["runs"]["ce/seed_1"]
+    assert ce_run["seed"] == 1 and ce_run["compute"]["optimizer_steps"] > 0 and ce_run["log_history"]
+    assert "teachers/teacher_0" in records["runs"] and records["shared_config"]["per_device_train_batch_size"] == 32
+    assert "seed" not in records["shared_config"] and ce_run["config_differences"]["seed"] == 1
+    assert str(tmp_path) not in json.dumps(records)  # committed beside the report: no local paths
     for heading in ("## Teachers", "## β sweep", "mean ± std", "## Paired differences", "What the numbers say"):
         assert heading in report
     assert "## Round 1 (superseded)\n\n### Old grid\n\nold text\n\n#### Old table" in report
@@ -133,6 +151,21 @@ def test_beta_sweep_seeds_that_are_test_or_teacher_seeds_are_refused_before_any_
         with pytest.raises(ValueError, match=rf"beta_sweep_seeds \[{overlap}\] are also student or teacher seeds"):
             recipe.main(argv)
     assert not (tmp_path / "runs").exists()
+
+
+def test_holm_and_one_sided_tests_of_known_values():
+    assert holm_adjusted({"a": 0.01, "b": 0.04, "c": 0.03, "d": None}) == {
+        "a": pytest.approx(0.03),
+        "b": pytest.approx(0.06),
+        "c": pytest.approx(0.06),
+        "d": None,
+    }
+    comparison = paired_comparison({0: 1.0, 1: 2.0, 2: 3.7, 3: 1.2}, {0: 0.5, 1: 1.0, 2: 3.0, 3: 1.4})
+    one_sided = one_sided_paired(comparison)
+    assert one_sided["t_p"] == pytest.approx(comparison["p"] / 2)  # t > 0: half the two-sided p
+    assert one_sided["wilcoxon_p"] == pytest.approx(2 / 16)  # W+ = 2+4+3 = 9: 2 of the 16 sign patterns reach 9
+    with pytest.raises(ValueError, match="primary_comparison='pfeed_9 - ce' is not one of"):
+        analysis_plan("pfeed_9 - ce")
 
 
 def _synthetic_summary() -> dict:

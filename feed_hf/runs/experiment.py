@@ -27,6 +27,7 @@ from ..sequential import run_sequential
 from ..training import read_results, train_model
 from .evaluation import ensemble_top1
 from .jobs import baseline_config
+from .preregistered_tests import analysis_plan, preregistered_tests
 from .statistics import paired_comparisons
 
 __all__ = [
@@ -96,6 +97,13 @@ class ExperimentArguments:
     kd_baseline_weight: float = field(
         default=1.0, metadata={"help": "KD weight of the logit-KD baseline (FeedConfig.kd_weight stays 0 elsewhere)."}
     )
+    primary_comparison: str = field(
+        default="pfeed_3 - ce",
+        metadata={
+            "help": "The pre-registered primary test, 'method - reference' (one-sided: method > reference, paired "
+            "t); every other paired comparison is secondary and Holm-corrected. Fix it before the grid runs."
+        },
+    )
     report_path: str = field(default="results/cifar10_cpu.md", metadata={"help": "Markdown report to write."})
 
 
@@ -104,6 +112,7 @@ def run_experiment(data_args: DataArguments, base: FeedConfig, experiment: Exper
     started = time.perf_counter()
     root = Path(base.output_dir)
     check_seeds(experiment)  # fail fast, before any training
+    analysis_plan(experiment.primary_comparison)  # an unknown primary comparison fails before any training too
     investigations = dict(parse_investigation(spec, base) for spec in experiment.investigations)
     train_split, validation, test = grid_splits(data_args, base.seed, experiment.validation_samples)
     grid = _Grid(data_args, base, experiment, root, datasets.DatasetDict(train=train_split, eval=test))
@@ -153,6 +162,8 @@ def run_experiment(data_args: DataArguments, base: FeedConfig, experiment: Exper
         for name, overrides in investigations.items()
     }
     summary["paired"] = paired_comparisons(summary["methods"])
+    summary["preregistered"] = preregistered_tests(summary["paired"], analysis_plan(experiment.primary_comparison))
+    summary["beta_sweep_seeds"] = experiment.beta_sweep_seeds
     summary["wall_time_s"] = round(time.perf_counter() - started, 1)
     (root / "experiment_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     from .experiment_report import write_report

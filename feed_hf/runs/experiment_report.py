@@ -16,6 +16,8 @@ from ..files import RESULTS_NAME
 from ..training import read_results
 from .analysis import AnalysisArguments, run_analysis
 from .experiment_plots import LABELS, comparison_label, plot_accuracy, plot_feed_curves, plot_paired_differences
+from .experiment_records import run_records_json
+from .preregistered_tests import plan_section, tests_section
 from .statistics import ALPHA, POWER
 
 __all__ = ["paired_section", "round_one_section", "verdict", "write_report"]
@@ -35,6 +37,7 @@ def write_report(
     curves_png = plot_feed_curves(summary, Path(f"{stem}_feed_loss.png"))
     paired_png = plot_paired_differences(summary, Path(f"{stem}_paired.png"))
     analysis = _reconstruction(summary, data_args, Path(f"{stem}_reconstruction"))
+    preregistered = bool(summary.get("preregistered"))
     plot = Path(analysis["plot"])
     lines = [
         f"# FEED on {Path(data_args.dataset).name}: measured evidence",
@@ -43,8 +46,10 @@ def write_report(
         "the runs that command made.",
         "",
         *_setup_section(summary, data_args, base, experiment),
+        *(plan_section(summary["preregistered"]["plan"], len(experiment.student_seeds)) if preregistered else []),
         *_teachers_and_sweep_section(summary),
         *_students_section(summary, accuracy_png),
+        *(tests_section(summary["preregistered"]) if preregistered else []),
         *paired_section(summary, paired_png),
         *_sfeed_section(summary),
         *_investigations_section(summary),
@@ -68,6 +73,7 @@ def write_report(
     report_path.with_suffix(".json").write_text(
         _relative_paths(json.dumps({**summary, "reconstruction": analysis}, indent=2, default=str))
     )
+    Path(f"{stem}_runs.json").write_text(_relative_paths(run_records_json(summary["root"])))
     reconstruction_json = plot.parent / "reconstruction.json"
     reconstruction_json.write_text(_relative_paths(reconstruction_json.read_text()))
     return report_path
@@ -114,9 +120,20 @@ def _setup_section(summary: dict[str, Any], data_args: DataArguments, base: Feed
         f"each seed's initialisation and data order), other methods {experiment.secondary_seeds or 'not run'}, "
         f"teachers {experiment.teacher_seeds}; hardware {first['hardware']}; versions {versions}; code "
         f"{first['code_version']}.",
+        _inherited_defaults_line(base),
         _training_time_line(summary["root"], summary["wall_time_s"]),
         "",
     ]
+
+
+def _inherited_defaults_line(base: FeedConfig) -> str:
+    """The TrainingArguments settings every run shares that a reader would otherwise have to look up."""
+    precision = "bf16" if base.bf16 else "fp16" if base.fp16 else "fp32"
+    return (
+        f"- Also in every run: warm-up {base.warmup_steps:g} (a float below 1 is a fraction of the steps), label "
+        f"smoothing {base.label_smoothing_factor:g}, gradient accumulation {base.gradient_accumulation_steps}, "
+        f"{precision}, data order and initialisation from `seed` (data_seed {base.data_seed}), 1 process."
+    )
 
 
 def _teachers_and_sweep_section(summary: dict[str, Any]) -> list[str]:
@@ -129,7 +146,7 @@ def _teachers_and_sweep_section(summary: dict[str, Any]) -> list[str]:
         *[f"| {name} | {top1:.2f} |" for name, top1 in summary["teachers"].items()],
         *[f"| {name} (logit average) | {top1:.2f} |" for name, top1 in summary["ensembles"].items()],
         "",
-        "## β sweep (pFEED, 3 teachers, seed 0, validation top-1)",
+        f"## β sweep (pFEED, 3 teachers, validation top-1; {_sweep_seeds(summary)})",
         "",
         "| β (mean reduction) | validation top-1 (%) |",
         "|---|---|",
@@ -142,6 +159,11 @@ def _teachers_and_sweep_section(summary: dict[str, Any]) -> list[str]:
         f"Chosen: β = {float(summary['best_beta']):g} for every FEED run below.",
         "",
     ]
+
+
+def _sweep_seeds(summary: dict[str, Any]) -> str:
+    seeds = summary.get("beta_sweep_seeds")
+    return f"mean over seeds {seeds}, none of them a test seed" if seeds else "first student seed"
 
 
 def _investigations_section(summary: dict[str, Any]) -> list[str]:
@@ -277,8 +299,18 @@ def paired_section(summary: dict[str, Any], paired_png: Path | None = None) -> l
 def verdict(summary: dict[str, Any]) -> str:
     """The answer to "does pFEED beat CE and logit KD?", generated from the paired tests (and the ensemble gap)."""
     comparisons = summary.get("paired") or {}
-    lines = [_verdict_line(name, comparisons[name]) for name in ("pfeed_3 - ce", "pfeed_3 - kd_ensemble")]
+    lines = [_verdict_line(name, comparisons.get(name)) for name in ("pfeed_3 - ce", "pfeed_3 - kd_ensemble")]
     lines = [line for line in lines if line]
+    primary = (summary.get("preregistered") or {}).get("primary")
+    if primary and primary["t_p"] is not None:  # the pre-registered answer comes first, in its own terms
+        plan = summary["preregistered"]["plan"]
+        answer = "yes" if primary["significant"] else "no: not significant"
+        lines.insert(
+            0,
+            f"- **Pre-registered primary test** ({comparison_label(plan['primary'])} > 0, one-sided paired t, "
+            f"α = {plan['alpha']:g}): {answer} (mean {primary['mean_difference']:+.2f} points, p = "
+            f"{primary['t_p']:.4f}, n = {primary['n']}). The lines below are two-sided and uncorrected.",
+        )
     methods, ensembles = summary["methods"], summary.get("ensembles") or {}
     pfeed, ce = methods.get("pfeed_3"), methods.get("ce")
     if pfeed and ce and ensembles and max(ensembles.values()) != ce["mean"]:

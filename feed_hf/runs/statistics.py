@@ -6,7 +6,13 @@ import math
 import statistics
 from typing import Any
 
-__all__ = ["minimum_detectable_difference", "paired_comparison", "paired_comparisons"]
+__all__ = [
+    "holm_adjusted",
+    "minimum_detectable_difference",
+    "one_sided_paired",
+    "paired_comparison",
+    "paired_comparisons",
+]
 
 ALPHA = 0.05  # two-sided
 POWER = 0.8
@@ -72,6 +78,34 @@ def paired_comparisons(methods: dict[str, dict[str, Any]]) -> dict[str, dict[str
         for name, reference in COMPARISONS
         if name in by_seed and reference in by_seed
     }
+
+
+def one_sided_paired(comparison: dict[str, Any]) -> dict[str, float | None]:
+    """One-sided p values of "method > reference" for a `paired_comparison`: the paired t test and the Wilcoxon
+    signed-rank test (`scipy.stats.wilcoxon`, exact below 50 pairs without ties). None below two pairs."""
+    differences = comparison["differences"]
+    if comparison["n"] < 2 or comparison["t"] is None:
+        return {"t_p": None, "wilcoxon_p": None}
+    from scipy import stats
+
+    t_p = float(stats.t.sf(comparison["t"], comparison["df"]))
+    nonzero = [d for d in differences if d != 0]
+    wilcoxon_p = float(stats.wilcoxon(nonzero, alternative="greater").pvalue) if nonzero else None
+    return {"t_p": t_p, "wilcoxon_p": wilcoxon_p}
+
+
+def holm_adjusted(p_values: dict[str, float | None]) -> dict[str, float | None]:
+    """Holm's step-down adjustment over one family of tests (None, a test that could not run, stays None).
+
+    The k-th smallest of m p values becomes max over j <= k of min(1, (m - j + 1) * p_(j)): reject where the
+    adjusted p is below alpha, with the family-wise error rate held at alpha."""
+    ranked = sorted((p, name) for name, p in p_values.items() if p is not None)
+    adjusted: dict[str, float | None] = {name: None for name in p_values}
+    running = 0.0
+    for rank, (p, name) in enumerate(ranked):
+        running = max(running, min(1.0, (len(ranked) - rank) * p))
+        adjusted[name] = running
+    return adjusted
 
 
 def _finite_or_none(value: Any) -> float | None:
