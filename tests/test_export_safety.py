@@ -308,3 +308,15 @@ def test_a_failed_write_removes_its_partial_version(tmp_path, monkeypatch):
         export_student(reference_models()["b"], tmp_path, {"model": "b"})
     assert [p.name for p in (tmp_path / VERSIONS_DIR).iterdir() if p.name.endswith(".partial")] == []
     assert json.loads((tmp_path / "feed_config.json").read_text())["model"] == "a"
+
+
+def test_run_records_count_each_export_once_not_its_version_copies(tmp_path):
+    from feed_hf.export import write_export_file
+    from feed_hf.runs.experiment_records import collect_run_records
+    from feed_hf.runs.experiment_report import _training_time_line
+
+    for name in ("a", "b"):
+        export_student(reference_models()[name], tmp_path / name, {"model": name})
+        write_export_file(tmp_path / name, "results.json", json.dumps({"task": "ce", "wall_time_s": 60.0}))
+    assert sorted(collect_run_records(tmp_path)["runs"]) == ["a", "b"]
+    assert "all 2 runs" in _training_time_line(str(tmp_path), 0.0)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..export import VERSIONS_DIR
+from ..export_store import is_in_export_store
 from ..files import RESULTS_NAME
 from ..training import read_results
 
@@ -24,7 +24,8 @@ _KEPT = ("task", "seed", "metrics", "compute", "wall_time_s", "hardware", "versi
 def collect_run_records(root: str | Path) -> dict[str, Any]:
     """{"shared_config": ..., "runs": {relative run folder: record}} for every finished run under `root`."""
     root = Path(root)
-    folders = sorted(f.parent for f in root.rglob(RESULTS_NAME) if VERSIONS_DIR not in f.parts)
+    # each export keeps a copy of its record in its version folder: one run, one record
+    folders = sorted(f.parent for f in root.rglob(RESULTS_NAME) if not is_in_export_store(f))
     results = {str(folder.relative_to(root)): read_results(folder) for folder in folders}
     results = {name: record for name, record in results.items() if record is not None}
     configs = [record.get("config", {}) for record in results.values()]
