@@ -47,6 +47,7 @@ def open_store_for(
         views=args.teacher_store_views,
         padding=args.batch_augmentation_padding,
         augmentation=args.batch_augmentation,
+        seed=args.seed if args.teacher_store_seed is None else args.teacher_store_seed,  # the run's, unless pinned
         dtype=args.teacher_store_dtype,
         with_logits=args.kd_weight > 0,
     )
@@ -60,6 +61,7 @@ def open_store_for(
         rank=args.process_index,
         world_size=args.world_size,
         barrier=barrier,
+        verify=args.teacher_store_verify,
     )
 
 

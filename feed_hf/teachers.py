@@ -30,6 +30,8 @@ __all__ = [
     "FrozenTeacher",
     "HubTeacherError",
     "TeacherSourceError",
+    "check_finite_maps",
+    "check_finite_weights",
     "check_kd_classes",
     "fixed_input_size",
     "load_checkpoint_state_dict",
@@ -163,6 +165,7 @@ class FrozenTeacher(nn.Module):
         input_size: int | None = None,
     ) -> None:
         super().__init__()
+        check_finite_weights(name, model)
         self.model = model.requires_grad_(False)
         self.name = name
         self.feature_tap = FeatureTap(model, feature_index, feature_module, role=name)
@@ -223,6 +226,30 @@ class FrozenTeacher(nn.Module):
         else:
             logits, feature_map = None, self.feature_tap.map_only(self.model, pixel_values)
         return match_spatial_size(feature_map, self.compare_size), logits
+
+
+def check_finite_weights(name: str, model: nn.Module) -> None:
+    """Refuse a teacher whose parameters or buffers (e.g. BatchNorm statistics) hold NaN or Inf, naming the tensor."""
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    for tensor_name, tensor in tensors:
+        if tensor.is_floating_point() and tensor.device.type != "meta" and not bool(torch.isfinite(tensor).all()):
+            count = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(
+                f"{name}: its weights hold non-finite values ({tensor_name}: {count} of {tensor.numel()} values "
+                "NaN or Inf); a teacher with NaN/Inf weights or statistics cannot teach. Check its checkpoint "
+                "(a diverged training, a bad conversion) or use another teacher"
+            )
+
+
+def check_finite_maps(name: str, feature_map: torch.Tensor, where: str) -> None:
+    """Refuse a teacher whose feature map on `where` (e.g. "the first training batch") holds NaN or Inf."""
+    if not bool(torch.isfinite(feature_map).all()):
+        count = int((~torch.isfinite(feature_map)).sum())
+        raise FloatingPointError(
+            f"{name}: its feature maps on {where} hold {count} NaN/Inf values of {feature_map.numel()}; "
+            "nothing was trained on them. Check the teacher (its weights, teacher_dtype: float16 overflows) and "
+            "the input data"
+        )
 
 
 def _renormalization(student_config: dict, teacher_config: dict) -> tuple[torch.Tensor, torch.Tensor]:
