@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,13 +112,31 @@ def load_image_splits(data_args: DataArguments, seed: int = 0) -> datasets.Datas
     Without a label column (see `label_column`), `image` only: a label-free run. With `streaming`, an
     `IterableDatasetDict` (`streams.load_image_streams`).
 
-    Every image of the splits the run uses is checked to decode first (`undecodable_images`); with
-    "skip", the returned DatasetDict's `skipped_images` attribute holds `{split name: rows dropped}`.
-    Then one label mapping, built from the train split (see feed_hf.labels), is applied to every split,
-    before any subset or carving, so max_train_samples never changes it.
+    One label mapping, built from the whole train split (see feed_hf.labels), is applied to every split before
+    any subset or carving, so max_train_samples never changes it. Then the eval split is carved (when the data
+    has none) and the subsets taken, and only then is every image that the run will use checked to decode
+    (`undecodable_images`): never the images a subset throws away. With "skip", a subset is topped up from the
+    same seeded order, and the returned DatasetDict's `skipped_images` attribute holds `{split name: rows dropped}`.
+    Under several processes (a FeedConfig made accelerate's state) the main process of each node goes first and
+    the others read its decode check back from the `datasets` cache (`accelerate`'s `local_main_process_first`).
     """
     if data_args.streaming:
         return load_image_streams(_load_raw_streams(data_args), data_args, _pick_columns, _EVAL_SPLITS, seed)
+    with _main_process_first():
+        return _load_checked_splits(data_args, seed)
+
+
+def _main_process_first() -> contextlib.AbstractContextManager:
+    """accelerate's `local_main_process_first` in a run of several processes (a FeedConfig made the state), else
+    nothing: the main process loads and decode-checks, the others then read both from the `datasets` cache."""
+    from accelerate import PartialState
+
+    if PartialState._shared_state and PartialState().num_processes > 1:
+        return PartialState().local_main_process_first()
+    return contextlib.nullcontext()
+
+
+def _load_checked_splits(data_args: DataArguments, seed: int) -> datasets.DatasetDict:
     raw = _load_raw(data_args)
     if data_args.train_split not in raw:
         raise ValueError(f"dataset {data_args.dataset!r} has no split {data_args.train_split!r}; it has {list(raw)}")
@@ -125,7 +144,6 @@ def load_image_splits(data_args: DataArguments, seed: int = 0) -> datasets.Datas
     image_column, label_column = _pick_columns(raw[data_args.train_split], data_args)
     used = {data_args.train_split: raw[data_args.train_split], **({eval_name: raw[eval_name]} if eval_name else {})}
     splits = {name: _standardise(split, image_column, label_column) for name, split in used.items()}
-    splits, skipped = _drop_undecodable(splits, data_args)
     if label_column is not None:
         splits = _with_one_label_mapping(splits, data_args, eval_name)
     train = splits[data_args.train_split]
@@ -135,10 +153,10 @@ def load_image_splits(data_args: DataArguments, seed: int = 0) -> datasets.Datas
         train, evaluation = carved["train"], carved["test"]
     else:
         evaluation = splits[eval_name]
-    result = datasets.DatasetDict(
-        train=_subset(train, data_args.max_train_samples, seed),
-        eval=_subset(evaluation, data_args.max_eval_samples, seed),
-    )
+    skipped: dict[str, int] = {}
+    train = _decodable_subset(train, data_args.train_split, data_args.max_train_samples, seed, data_args, skipped)
+    evaluation = _decodable_subset(evaluation, eval_name, data_args.max_eval_samples, seed, data_args, skipped)
+    result = datasets.DatasetDict(train=train, eval=evaluation)
     result.skipped_images = skipped
     return result
 
@@ -149,23 +167,50 @@ def _eval_split_name(raw: datasets.DatasetDict, data_args: DataArguments) -> str
     return data_args.eval_split or next((name for name in _EVAL_SPLITS if name in raw), None)
 
 
-def _drop_undecodable(
-    splits: dict[str, datasets.Dataset], data_args: DataArguments
-) -> tuple[dict[str, datasets.Dataset], dict[str, int]]:
-    checked, skipped = {}, {}
-    for name, split in splits.items():
-        rows = undecodable_rows(split)
-        if rows and data_args.undecodable_images == "error":
+def _decodable_subset(
+    split: datasets.Dataset,
+    name: str | None,
+    limit: int | None,
+    seed: int,
+    data_args: DataArguments,
+    skipped: dict[str, int],
+) -> datasets.Dataset:
+    """The first `limit` rows of `split` in its seeded order (all rows without a limit) whose images decode.
+
+    Only those rows are decoded; with "skip", undecodable ones are replaced by the next rows of the same order.
+    `name` is the split's name in messages (None: the eval part carved from train); `skipped` gets the count.
+    """
+    label = name or f"held-out part of {data_args.train_split}"
+    if len(split) == 0:
+        raise ValueError(
+            f"dataset {data_args.dataset!r}: the {'train' if name == data_args.train_split else 'eval'} split "
+            f"{label!r} is empty; choose a split with images (--train_split, --eval_split) or a larger "
+            "validation_fraction"
+        )
+    order = np.arange(len(split)) if limit is None or limit >= len(split) else _permutation(len(split), seed)
+    wanted, kept, bad = min(limit or len(split), len(split)), [], []
+    while len(kept) < wanted and len(kept) + len(bad) < len(order):
+        chunk = order[len(kept) + len(bad) : len(bad) + wanted]
+        failing = set(undecodable_rows(split.select(chunk)))
+        bad += [int(chunk[i]) for i in sorted(failing)]
+        kept += [int(row) for i, row in enumerate(chunk) if i not in failing]
+        if bad and data_args.undecodable_images == "error":
             raise ValueError(
-                f"dataset {data_args.dataset!r}: split {name!r} has {len(rows)} image(s) that cannot be decoded "
-                f"(empty, truncated or not an image): rows {_first_rows(rows)}; fix or remove them, or set "
+                f"dataset {data_args.dataset!r}: split {label!r} has {len(bad)} image(s) that cannot be decoded "
+                f"(empty, truncated or not an image): rows {_first_rows(bad)}; fix or remove them, or set "
                 "--undecodable_images skip to train without them"
             )
-        if rows:
-            logger.warning("split %r: skipping %d undecodable image(s), rows %s", name, len(rows), _first_rows(rows))
-            split = split.select(np.setdiff1d(np.arange(len(split)), rows))
-        checked[name], skipped[name] = split, len(rows)
-    return checked, skipped
+    if bad:
+        logger.warning("split %r: skipping %d undecodable image(s), rows %s", label, len(bad), _first_rows(bad))
+    skipped[name or "held-out"] = len(bad)
+    if len(kept) == len(split):
+        return split  # every row, in its own order: no copy
+    return split.select(kept).flatten_indices()
+
+
+def _permutation(count: int, seed: int) -> np.ndarray:
+    """The order `Dataset.shuffle(seed=seed)` gives, so a subset is the one earlier versions took."""
+    return np.random.default_rng(seed).permutation(count)
 
 
 def _first_rows(rows: list[int]) -> str:
@@ -283,12 +328,6 @@ def _standardise(split: datasets.Dataset, image_column: str, label_column: str |
     if not isinstance(split.features["image"], datasets.Image):
         split = split.cast_column("image", datasets.Image())
     return split  # labels become ClassLabel through the run's one mapping (feed_hf.labels)
-
-
-def _subset(split: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:
-    if limit is None or limit >= len(split):
-        return split
-    return split.shuffle(seed=seed).select(range(limit)).flatten_indices()
 
 
 def digits_dataset() -> datasets.Dataset:

@@ -120,7 +120,9 @@ def _manifest_problem(manifest: Any) -> str | None:
         if not isinstance(entry, dict) or any(field not in entry for field in _MANIFEST_SHARD_FIELDS):
             return f"a shard entry lacks one of {_MANIFEST_SHARD_FIELDS}"
         if entry["start"] != expected_start or entry["end"] < entry["start"]:
-            return f"shard {entry['file']} holds images [{entry['start']}, {entry['end']}), expected from {expected_start}"
+            return (
+                f"shard {entry['file']} holds images [{entry['start']}, {entry['end']}), expected from {expected_start}"
+            )
         expected_start = entry["end"]
     if expected_start != count:
         return f"the shards hold {expected_start} images, num_images is {count}"

@@ -164,8 +164,6 @@ def _differing_fields(found: dict[str, Any], expected: dict[str, Any]) -> list[s
     return differing
 
 
-
-
 def open_or_build_store(
     teachers: Sequence[FrozenTeacher],
     dataset: Dataset,

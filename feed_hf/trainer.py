@@ -156,12 +156,15 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
     def _build_feature_cache(self) -> TeacherFeatureCache | TeacherStore:
         if self.args.teacher_store:  # every rank builds its block, then maps the whole store
             return open_store_for(self.args, self.teachers, self.train_dataset, self.accelerator.wait_for_everyone)
-        return TeacherFeatureCache.build(
+        return TeacherFeatureCache.build(  # sharded like the store: each rank its block, then gathered
             self.teachers,
             self.train_dataset,
             self.args.per_device_eval_batch_size,
             self.args.device,
             with_logits=self.args.kd_weight > 0,
+            rank=self.args.process_index,
+            world_size=self.args.world_size,
+            gather=self.accelerator.gather,
         )
 
     def teacher_outputs(self, pixel_values: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:

@@ -59,7 +59,9 @@ def _run_worker(*steps, preexec_fn=None, wrap=()):
 def test_views_beyond_the_distinct_crops_are_refused_in_the_config_the_store_and_the_cli(
     tmp_path, feed_config_factory, capsys
 ):
-    message = r"teacher_store_views=100000 is more than the 162 distinct views .*\(\(2·4\+1\)² crop positions × 2 flips\)"
+    message = (
+        r"teacher_store_views=100000 is more than the 162 distinct views .*\(\(2·4\+1\)² crop positions × 2 flips\)"
+    )
     with pytest.raises(ValueError, match=message):
         feed_config_factory(tmp_path, teacher_store=True, batch_augmentation="crop_flip", teacher_store_views=100000)
     with pytest.raises(ValueError, match="more than the 25 distinct views batch_augmentation='crop' with padding 2"):
@@ -80,7 +82,9 @@ def test_a_store_larger_than_the_free_space_is_refused_before_any_teacher_forwar
     monkeypatch.setattr(store_limits.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 500_000))
     with pytest.raises(StoreSpaceError) as refusal:
         open_or_build_store([teacher], synthetic_images(24), WORKER_SETTINGS, root=tmp_path / "s")
-    assert str(refusal.value).startswith("the teacher store needs 789.2 KB (24 images × 2 views × 1 teachers in float32)")
+    assert str(refusal.value).startswith(
+        "the teacher store needs 789.2 KB (24 images × 2 views × 1 teachers in float32)"
+    )
     assert "500.0 KB free; lower teacher_store_views (now 2), teacher_store_dtype (now float32" in str(refusal.value)
     assert counts == [0] and not (tmp_path / "s").exists()
 
@@ -184,11 +188,12 @@ def test_two_builders_of_one_store_at_once_build_it_once(tmp_path, tiny_teachers
 
 def _frozen_pair(tiny_teachers):
     """Two FrozenTeachers of the same weights (one store key), counted apart."""
-    config = resolve_model_data_config(timm.create_model("resnet8_cifar"))
-    state = tiny_teachers[0].state_dict()
-    models = [timm.create_model("resnet8_cifar", num_classes=7) for _ in range(2)]
-    return [FrozenTeacher(m.eval().requires_grad_(False), config, student_map_size=(8, 8)) for m in models if not
-            m.load_state_dict(state).missing_keys]  # fmt: skip
+    config, pair = resolve_model_data_config(timm.create_model("resnet8_cifar")), []
+    for _ in range(2):
+        model = timm.create_model("resnet8_cifar", num_classes=7)
+        model.load_state_dict(tiny_teachers[0].state_dict())
+        pair.append(FrozenTeacher(model, config, student_map_size=(8, 8)))
+    return pair
 
 
 def test_store_paths_that_are_files_are_one_line_from_the_api_and_the_cli(
@@ -222,11 +227,16 @@ def test_the_stores_crops_follow_the_runs_seed_unless_pinned(
             tmp_path / f"run{seed}{pinned}", seed=seed, teacher_store_seed=pinned, batch_augmentation="crop_flip",
             teacher_store=True, teacher_store_views=2, teacher_store_dir=str(tmp_path / f"stores{pinned}"),
         )  # fmt: skip
-        return FeedTrainer(teachers=tiny_teachers, args=config, train_dataset=synthetic_images(16)).teacher_feature_cache
+        return FeedTrainer(
+            teachers=tiny_teachers, args=config, train_dataset=synthetic_images(16)
+        ).teacher_feature_cache
 
     first, second = store_of(0), store_of(1)
     assert first.settings.seed == 0 and second.settings.seed == 1 and first.path != second.path
     images, views = torch.arange(16).repeat_interleave(2), torch.arange(2).repeat(16)
-    assert not all(torch.equal(a, b) for a, b in zip(first.augmentation(images, views), second.augmentation(images, views)))
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(first.augmentation(images, views), second.augmentation(images, views), strict=True)
+    )
     pinned = [store_of(seed, pinned=7) for seed in (0, 1)]
     assert pinned[0].path == pinned[1].path and pinned[0].settings.seed == 7

@@ -108,7 +108,10 @@ def test_truncated_shard_missing_or_edited_checksums_are_named_by_file(built):
     [
         (lambda text: text[: len(text) // 2], "JSONDecodeError"),
         (lambda text: json.dumps({**json.loads(text), "shards": []}), "no 'shards'"),
-        (lambda text: json.dumps({**json.loads(text), "num_images": 31}), "the shards hold 30 images, num_images is 31"),
+        (
+            lambda text: json.dumps({**json.loads(text), "num_images": 31}),
+            "the shards hold 30 images, num_images is 31",
+        ),
         (lambda text: text.replace('"header_sha256"', '"header"'), "a shard entry lacks one of"),
     ],
 )
