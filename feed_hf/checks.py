@@ -7,12 +7,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from .export import has_export
+from .teachers import check_finite_maps
 
 __all__ = [
     "broadcast_per_teacher",
+    "check_teacher_maps_once",
     "check_layer_name",
     "check_per_teacher",
     "check_export_target",
@@ -30,6 +33,19 @@ def check_labels_fit(class_names: list[str] | None, student: nn.Module) -> None:
             f"the training set has {len(class_names)} classes (labels 0..{len(class_names) - 1}) but the student has "
             f"num_labels={num_classes}; set num_labels to {len(class_names)} (or leave it unset to use the data's)"
         )
+
+
+def check_teacher_maps_once(trainer: Any, teacher_maps: list[torch.Tensor]) -> None:
+    """On a trainer's first training batch only: stop, before the first update, if a teacher's map is not finite.
+
+    A teacher whose weights are finite can still give NaN/Inf maps (an overflow under `teacher_dtype=float16`,
+    a layer that divides by a zero statistic); one host sync, once per run.
+    """
+    if getattr(trainer, "_teacher_maps_checked", False):
+        return
+    trainer._teacher_maps_checked = True
+    for teacher, feature_map in zip(trainer.teachers, teacher_maps, strict=True):
+        check_finite_maps(teacher.name, feature_map, "the first training batch")
 
 
 def check_output_dir(output_dir: str) -> None:

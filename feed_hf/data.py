@@ -121,7 +121,7 @@ def load_image_splits(data_args: DataArguments, seed: int = 0) -> datasets.Datas
     the others read its decode check back from the `datasets` cache (`accelerate`'s `local_main_process_first`).
     """
     if data_args.streaming:
-        return load_image_streams(_load_raw_streams(data_args), data_args, _pick_columns, _EVAL_SPLITS, seed)
+        return load_image_streams(_load_raw(data_args, streaming=True), data_args, _pick_columns, _EVAL_SPLITS, seed)
     with _main_process_first():
         return _load_checked_splits(data_args, seed)
 
@@ -148,9 +148,7 @@ def _load_checked_splits(data_args: DataArguments, seed: int) -> datasets.Datase
         splits = _with_one_label_mapping(splits, data_args, eval_name)
     train = splits[data_args.train_split]
     if eval_name is None:
-        stratify = "label" if label_column is not None else None
-        carved = train.train_test_split(test_size=data_args.validation_fraction, seed=seed, stratify_by_column=stratify)
-        train, evaluation = carved["train"], carved["test"]
+        train, evaluation = _carve(train, data_args, seed, stratify=label_column is not None)
     else:
         evaluation = splits[eval_name]
     skipped: dict[str, int] = {}
@@ -159,6 +157,23 @@ def _load_checked_splits(data_args: DataArguments, seed: int) -> datasets.Datase
     result = datasets.DatasetDict(train=train, eval=evaluation)
     result.skipped_images = skipped
     return result
+
+
+def _carve(
+    train: datasets.Dataset, data_args: DataArguments, seed: int, stratify: bool
+) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """The train split without, and with, its held-out `validation_fraction` (stratified by label when labelled)."""
+    try:
+        carved = train.train_test_split(
+            test_size=data_args.validation_fraction, seed=seed, stratify_by_column="label" if stratify else None
+        )
+    except ValueError as error:  # too few images (per class) for the fraction
+        raise ValueError(
+            f"dataset {data_args.dataset!r} has no eval split and its {len(train)} training images cannot give a "
+            f"held-out part of validation_fraction={data_args.validation_fraction} ({error}); give an eval split "
+            "(--eval_split), or a validation_fraction that leaves every class an image on both sides"
+        ) from None
+    return carved["train"], carved["test"]
 
 
 def _eval_split_name(raw: datasets.DatasetDict, data_args: DataArguments) -> str | None:
@@ -231,40 +246,38 @@ def _with_one_label_mapping(
     return mapped
 
 
-def _load_raw(data_args: DataArguments) -> datasets.DatasetDict:
+def _load_raw(data_args: DataArguments, streaming: bool = False) -> datasets.DatasetDict | datasets.IterableDatasetDict:
+    """Every documented `--dataset` form, as splits or, with `streaming`, as streams of the same builders."""
     source = data_args.dataset
     if source == "digits":
-        return datasets.DatasetDict(train=digits_dataset())
-    path = Path(source)
-    if path.is_file():
-        return _wrap(datasets.load_dataset(path.suffix.lstrip("."), data_files={"train": str(path)}))
-    if path.is_dir():
-        return _load_directory(path)
-    if _looks_like_path(source):
-        raise FileNotFoundError(f"dataset path {source!r} does not exist (nor is it a Hub id like 'ns/name')")
-    return _wrap(datasets.load_dataset(source, data_args.dataset_config_name))
-
-
-def _load_raw_streams(data_args: DataArguments) -> datasets.IterableDatasetDict:
-    source = data_args.dataset
-    if source == "digits":
-        return datasets.IterableDatasetDict(train=digits_dataset().to_iterable_dataset())
+        digits = digits_dataset()
+        return (
+            datasets.IterableDatasetDict(train=digits.to_iterable_dataset())
+            if streaming
+            else datasets.DatasetDict(train=digits)
+        )
     path = Path(source)
     if path.is_file():
         builder, files = path.suffix.lstrip("."), {"train": str(path)}
-        return datasets.load_dataset(builder, data_files=files, streaming=True)
+        return _wrap(datasets.load_dataset(builder, data_files=files, streaming=streaming))
     if path.is_dir():
-        return datasets.load_dataset("imagefolder", data_dir=str(path), streaming=True)
-    return datasets.load_dataset(source, data_args.dataset_config_name, streaming=True)
+        return _load_directory(path, streaming)
+    if _looks_like_path(source):
+        raise FileNotFoundError(f"dataset path {source!r} does not exist (nor is it a Hub id like 'ns/name')")
+    return _wrap(datasets.load_dataset(source, data_args.dataset_config_name, streaming=streaming))
 
 
 def _looks_like_path(source: str) -> bool:
     return source.startswith((".", "/", "~")) or source.count("/") > 1 or source.endswith((".parquet", ".arrow"))
 
 
-def _load_directory(path: Path) -> datasets.DatasetDict:
+def _load_directory(path: Path, streaming: bool = False) -> datasets.DatasetDict | datasets.IterableDatasetDict:
+    """A save_to_disk folder, a folder of parquet/arrow files (one split per file stem), or an imagefolder."""
     if (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists():
-        return _wrap(datasets.load_from_disk(str(path)))
+        saved = _wrap(datasets.load_from_disk(str(path)))
+        if not streaming:
+            return saved
+        return datasets.IterableDatasetDict({name: split.to_iterable_dataset() for name, split in saved.items()})
     for builder in ("parquet", "arrow"):
         data_files: dict[str, list[str]] = {}
         for file in sorted(path.glob(f"*.{builder}")):  # train.parquet, train-00000-of-00002.parquet, ...
@@ -272,17 +285,37 @@ def _load_directory(path: Path) -> datasets.DatasetDict:
         if data_files:
             # One split at a time: loaded together, every split is cast to the first file's features, so a
             # test file's ClassLabel of another order is silently renumbered, or other label types fail.
-            return datasets.DatasetDict(
+            kind = datasets.IterableDatasetDict if streaming else datasets.DatasetDict
+            return kind(
                 {
-                    split: datasets.load_dataset(builder, data_files={split: files}, split=split)
+                    split: datasets.load_dataset(builder, data_files={split: files}, split=split, streaming=streaming)
                     for split, files in data_files.items()
                 }
             )
-    return _wrap(datasets.load_dataset("imagefolder", data_dir=str(path)))
+    return _without_split_name_labels(datasets.load_dataset("imagefolder", data_dir=str(path), streaming=streaming))
 
 
-def _wrap(loaded: datasets.Dataset | datasets.DatasetDict) -> datasets.DatasetDict:
-    return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict(train=loaded)
+def _without_split_name_labels(
+    loaded: datasets.DatasetDict | datasets.IterableDatasetDict,
+) -> datasets.DatasetDict | datasets.IterableDatasetDict:
+    """An imagefolder without class folders (images right inside train/, test/) as label-free splits.
+
+    `datasets` names such a folder's classes after its split folders and leaves every label None; those are not
+    classes, so the label column is dropped and the run is label-free, streamed or not.
+    """
+    feature = (next(iter(loaded.values())).features or {}).get("label")
+    if isinstance(feature, datasets.ClassLabel) and set(feature.names) <= set(loaded):
+        logger.warning("imagefolder without class folders (only split folders %s): no labels", sorted(loaded))
+        return loaded.remove_columns("label")
+    return loaded
+
+
+def _wrap(loaded):  # noqa: ANN001, ANN202 (a split or splits, streamed or not)
+    if isinstance(loaded, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        return loaded
+    if isinstance(loaded, datasets.IterableDataset):
+        return datasets.IterableDatasetDict(train=loaded)
+    return datasets.DatasetDict(train=loaded)
 
 
 def _pick_columns(split: datasets.Dataset, data_args: DataArguments) -> tuple[str, str | None]:
@@ -303,6 +336,12 @@ def _pick_columns(split: datasets.Dataset, data_args: DataArguments) -> tuple[st
                 f"{columns}. Set --{kind}_column to one of them."
             )
         chosen.append(column)
+    if chosen[0] == chosen[1]:
+        raise ValueError(
+            f"dataset {data_args.dataset!r}: image_column and label_column are both {chosen[0]!r}; one column cannot "
+            f"hold the images and the labels. Set --label_column to the label column (its columns are {columns}), "
+            "or 'none' for a label-free run"
+        )
     return chosen[0], chosen[1]
 
 

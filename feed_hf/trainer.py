@@ -14,12 +14,19 @@ from torch.utils.data import IterableDataset
 from transformers import Trainer, enable_full_determinism, set_seed
 
 from .checkpoints import CheckpointMarkerCallback, check_resume_compatible
-from .checks import check_export_target, check_labels_fit, check_not_empty, check_output_dir
+from .checks import (
+    check_export_target,
+    check_labels_fit,
+    check_not_empty,
+    check_output_dir,
+    check_teacher_maps_once,
+)
 from .config import FeedConfig
 from .feature_cache import IndexedDataset, TeacherFeatureCache, open_store_for
 from .features import FeatureTap
 from .hub_callbacks import ExportPushCallback, check_hub_strategy
 from .label_free import cross_entropy_term, evaluation_loss
+from .label_range import with_label_checks
 from .losses import ensemble_kd_loss, feed_loss
 from .metrics import top_k_accuracy
 from .model_init import ModelInitMixin, probe_model_init
@@ -103,6 +110,10 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
                 student, distilled, args.student_feature_index, args.student_feature_module, **args.connector_options()
             )
         check_labels_fit(self.class_names, student.student if isinstance(student, FeedStudent) else student)
+        for key in ("train_dataset", "eval_dataset"):  # every label < the student's classes, whatever the data's form
+            trainer_kwargs[key] = with_label_checks(
+                trainer_kwargs.get(key), getattr(bare_student, "num_classes", 0), key
+            )
         if args.should_save:  # the writer rank; the others never write there
             check_output_dir(args.output_dir)
         check_not_empty(trainer_kwargs.get("train_dataset"))
@@ -198,6 +209,7 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
             )
         else:
             teacher_maps, teacher_logits = self.teacher_outputs(pixel_values)
+            check_teacher_maps_once(self, teacher_maps)  # a teacher with NaN/Inf maps stops before the first update
         outputs = model(pixel_values)
         loss, terms = cross_entropy_term(outputs.logits, labels, self.args.label_smoothing_factor)
         if outputs.connected_feature_maps:
