@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .features import FeatureTap, common_spatial_size, match_spatial_size, probe_feature_shape
+from .teacher_kwargs import take_checkpoint_kwarg
 from .teacher_sources import (
     HubTeacherError,
     TeacherSourceError,
@@ -58,7 +59,19 @@ def load_teacher_model(spec: str, allow_pickle: bool = False) -> nn.Module:
     """
     if Path(spec).is_dir():  # a folder whose name looks like keyword arguments is still that folder
         return load_folder_teacher(spec, spec, allow_pickle)
+    full_spec = spec
     spec, model_kwargs = split_model_kwargs(spec)
+    model_kwargs, checkpoint = take_checkpoint_kwarg(full_spec, model_kwargs)
+    if checkpoint is None:
+        return _load_by_source(spec, allow_pickle, model_kwargs)
+    # `?checkpoint_path=FILE`: read by feed-hf's loader (pickle policy, weights_only) before anything is built.
+    state_dict = load_checkpoint_state_dict(checkpoint, allow_pickle)
+    model = _load_by_source(spec, allow_pickle, model_kwargs, pretrained=False)
+    load_adapted_state_dict(full_spec, model, state_dict, model_kwargs)
+    return model
+
+
+def _load_by_source(spec: str, allow_pickle: bool, model_kwargs: dict[str, Any], pretrained: bool = True) -> nn.Module:
     if spec.startswith("hf-hub:"):
         return load_hub_teacher(spec, allow_pickle, model_kwargs)
     if spec.startswith("local-dir:"):
@@ -68,6 +81,10 @@ def load_teacher_model(spec: str, allow_pickle: bool = False) -> nn.Module:
     if "=" in spec:
         name, checkpoint = spec.split("=", 1)
         return _model_from_checkpoint(name, checkpoint, allow_pickle, model_kwargs)
+    if not pretrained:  # weights come from checkpoint_path: the architecture alone
+        if not timm.is_model(spec):
+            raise ValueError(f"teacher architecture {spec!r} (with ?checkpoint_path=) is not a timm model name")
+        return timm.create_model(spec, **model_kwargs)
     return _pretrained_timm_model(spec, allow_pickle, model_kwargs)
 
 

@@ -294,7 +294,7 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
         # The Trainer loads a non-PreTrainedModel checkpoint with strict=False and only logs missing keys:
         # resuming with other connectors or another student would silently start half fresh. Refuse instead.
         shapes = {k: list(v.shape) for k, v in self.accelerator.unwrap_model(self.model).state_dict().items()}
-        check_resume_compatible(resume_from_checkpoint, self.run_signature(), shapes)
+        check_resume_compatible(resume_from_checkpoint, self.run_signature(), shapes, self.args.teacher_allow_pickle)
         super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs: Any) -> Any:

@@ -52,7 +52,7 @@ def test_evaluate_another_split_by_name(trained, tmp_path):
     ("argv", "message"),
     [
         (["--model", "resnet8_cifar", "--split", "eval"], "is neither an existing folder, local-dir:PATH nor hf-hub:"),
-        (["--model", "hf-hub:tester/no-such-repo", "--split", "eval"], "could not be loaded .*check the repo id"),
+        (["--model", "hf-hub:tester/no-such-repo", "--split", "eval"], "has no model repo 'tester/no-such-repo'"),
         (["--split", "test", "--model", "MODEL"], "has no split 'test'"),
         (["--split", "eval"], "the following arguments are required: --model"),
     ],

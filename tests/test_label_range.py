@@ -9,7 +9,9 @@ from feed_hf import FeedTrainer
 from feed_hf.label_range import with_label_checks
 from feed_hf.runs.commands import main
 
-OUT_OF_RANGE = r"split '{}' has labels outside the student's 5 classes: \[12\] \(1 rows\); labels are class indices 0\.\.4"
+OUT_OF_RANGE = (
+    r"split '{}' has labels outside the student's 5 classes: \[12\] \(1 rows\); labels are class indices 0\.\.4"
+)
 
 
 class _Items(torch.utils.data.Dataset):
@@ -37,7 +39,8 @@ class _Stream(torch.utils.data.IterableDataset):
 def _hf(values, label_feature):
     pixels = [torch.randn(3, 32, 32).numpy() for _ in values]
     features = datasets.Features(pixel_values=datasets.Array3D((3, 32, 32), "float32"), labels=label_feature)
-    return datasets.Dataset.from_dict({"pixel_values": pixels, "labels": values}, features=features).with_format("torch")
+    dataset = datasets.Dataset.from_dict({"pixel_values": pixels, "labels": values}, features=features)
+    return dataset.with_format("torch")
 
 
 LABELS = [0, 1, 2, 12, 3, 4, 0, 1]  # 12 in the first batch of 16

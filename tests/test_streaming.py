@@ -100,7 +100,7 @@ def _forms(root: Path) -> dict[str, str]:
     train.to_parquet(str(root / "parquet_folder" / "train.parquet"))
     test.to_parquet(str(root / "parquet_folder" / "test.parquet"))
     datasets.DatasetDict(train=train, test=test).save_to_disk(str(root / "saved"))
-    for name, split in (("train", train), ("test", test)):  # a folder of .arrow files, one per split
+    for name in ("train", "test"):  # a folder of .arrow files, one per split
         shutil.copy(next((root / "saved" / name).glob("*.arrow")), root / "arrow_folder" / f"{name}.arrow")
     return {
         "digits": "digits",
