@@ -58,9 +58,15 @@ def check_output_dir(output_dir: str) -> None:
         raise ValueError(f"output_dir {output_dir!r} is not a writable folder ({error}); choose another") from None
 
 
-def check_not_empty(dataset: Any) -> None:
+def check_not_empty(dataset: Any, name: str = "train_dataset") -> None:
+    """Refuse an empty train (or eval) set before any work; the Trainer would fail later with a bare traceback."""
+    if isinstance(dataset, dict):  # the Trainer's several eval sets
+        for key, value in dataset.items():
+            check_not_empty(value, f"{name}[{key!r}]")
+        return
     if dataset is not None and hasattr(dataset, "__len__") and len(dataset) == 0:
-        raise ValueError("train_dataset is empty: check the dataset path, split and max_train_samples")
+        subset = "max_train_samples" if name == "train_dataset" else "max_eval_samples"
+        raise ValueError(f"{name} is empty: check the dataset path, split and {subset}")
 
 
 def teacher_folders(teacher_specs: Iterable[str]) -> list[Path]:

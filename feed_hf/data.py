@@ -287,12 +287,24 @@ def _load_directory(path: Path, streaming: bool = False) -> datasets.DatasetDict
             # test file's ClassLabel of another order is silently renumbered, or other label types fail.
             kind = datasets.IterableDatasetDict if streaming else datasets.DatasetDict
             return kind(
-                {
-                    split: datasets.load_dataset(builder, data_files={split: files}, split=split, streaming=streaming)
-                    for split, files in data_files.items()
-                }
+                {split: _load_files(path, builder, split, files, streaming) for split, files in data_files.items()}
             )
     return _without_split_name_labels(datasets.load_dataset("imagefolder", data_dir=str(path), streaming=streaming))
+
+
+def _load_files(
+    folder: Path, builder: str, split: str, files: list[str], streaming: bool
+) -> datasets.Dataset | datasets.IterableDataset:
+    try:
+        return datasets.load_dataset(builder, data_files={split: files}, split=split, streaming=streaming)
+    except ValueError as error:  # datasets: 'Instruction "test" corresponds to no data!'
+        if "corresponds to no data" not in str(error):
+            raise
+        raise ValueError(
+            f"dataset {str(folder)!r}: the {'eval' if split in _EVAL_SPLITS else ''} split {split!r} is empty "
+            f"({', '.join(Path(file).name for file in files)} hold no rows); choose a split with images, or remove "
+            "the empty files"
+        ) from None
 
 
 def _without_split_name_labels(

@@ -117,6 +117,7 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
         if args.should_save:  # the writer rank; the others never write there
             check_output_dir(args.output_dir)
         check_not_empty(trainer_kwargs.get("train_dataset"))
+        check_not_empty(trainer_kwargs.get("eval_dataset"), "eval_dataset")
         if args.channels_last:
             student.to(memory_format=torch.channels_last)
         trainer_kwargs.setdefault("compute_metrics", top_k_accuracy)

@@ -116,3 +116,8 @@ def _digits_parquet(folder):
     path = folder / "digits.parquet"
     digits_dataset().cast_column("label", datasets.Value("int64")).to_parquet(str(path))
     return path
+
+
+def test_an_empty_eval_dataset_is_refused_when_the_trainer_is_made(tmp_path, feed_config_factory, synthetic_images):
+    with pytest.raises(ValueError, match="eval_dataset is empty: check the dataset path, split and max_eval_samples"):
+        FeedTrainer(args=feed_config_factory(tmp_path), train_dataset=synthetic_images(8), eval_dataset=_Items([]))
