@@ -178,19 +178,14 @@ def open_or_build_store(
 ) -> TeacherStore:
     """The store for (teachers, data, settings) under `root`, built first if absent (this rank's block only).
 
-    Every rank must call it (it holds `barrier` three times when building). Rank 0 holds the build lock, writes the
-    manifest last and moves the folder into place, so a store is either complete or absent; a build that fails
-    leaves no `.building` folder (one killed is cleared by the next builder).
+    Every rank must call it (it holds `barrier` twice, four times when building). Rank 0 checks the size against the
+    free space, holds the build lock, writes the manifest last and moves the folder into place, so a store is either
+    complete or absent; a build that fails leaves no `.building` folder (one killed is cleared by the next builder).
     """
     key = store_key(teachers, dataset, settings)
     final = _store_folder(Path(root or default_store_root()), store_fingerprint(key))
-    if not (final / MANIFEST).is_file():
-        _check_writable(final)
-        needed = sum(shard_bytes(teachers, end - start, settings) for start, end in _blocks(len(dataset), world_size))
-        what = f"{len(dataset)} images × {settings.views} views × {len(teachers)} teachers in {settings.dtype}"
-        check_free_space(final, needed, what, _lowering(settings))
-        build = (teachers, dataset, settings, batch_size, device or torch.device("cpu"))
-        _build_store(final, key, build, rank, world_size, barrier, f"{what}, {human_bytes(needed)}")
+    build = (teachers, dataset, settings, batch_size, device or torch.device("cpu"))
+    _build_if_absent(final, key, build, rank, world_size, barrier)
     store = TeacherStore.open(final, key, verify)
     barrier()  # every rank verified its sample before any rank reads a row
     return store
@@ -223,26 +218,30 @@ def _lowering(settings: StoreSettings) -> str:
     return ", ".join(options) + ", or the number of images (max_train_samples)"
 
 
-def _build_store(
-    final: Path,
-    key: dict[str, Any],
-    build: tuple,
-    rank: int,
-    world_size: int,
-    barrier: Callable[[], None],
-    description: str,
+def _build_if_absent(
+    final: Path, key: dict[str, Any], build: tuple, rank: int, world_size: int, barrier: Callable[[], None]
 ) -> None:
+    """Build the store at `final` unless it is complete: collective, every rank takes the branch rank 0 decides.
+
+    Rank 0 decides under the lock, and only a lock holder completes a store, so after the first barrier every rank
+    sees the same folder: complete (reuse it), or with a fresh `.building` folder (build).
+    """
     teachers, dataset, settings, batch_size, device = build
+    needed = sum(shard_bytes(teachers, end - start, settings) for start, end in _blocks(len(dataset), world_size))
+    what = f"{len(dataset)} images × {settings.views} views × {len(teachers)} teachers in {settings.dtype}"
     building = final.with_name(final.name + ".building")
-    lock = StoreBuildLock(final) if rank == 0 else None
+    lock = None
     try:
-        if lock is not None:
+        if rank == 0 and not (final / MANIFEST).is_file():
+            _check_writable(final)
+            lock = StoreBuildLock(final)
             lock.acquire()  # waits while another run builds this store
-            if not (final / MANIFEST).is_file():
+            if not (final / MANIFEST).is_file():  # the disk as it is once no other builder writes to it
+                check_free_space(final, needed, what, _lowering(settings))
                 _fresh_folder(building)  # a killed builder's leftovers are cleared under the lock
-                logger.info("building teacher store %s: %s", final, description)
+                logger.info("building teacher store %s: %s, %s", final, what, human_bytes(needed))
         barrier()
-        if not (final / MANIFEST).is_file():  # rank 0 decided, under the lock: build, or reuse what it found
+        if not (final / MANIFEST).is_file():
             shard = building / shard_name(rank, world_size)
             block = image_block(len(dataset), rank, world_size)
             build_shard(shard, teachers, dataset, block, settings, batch_size, device)
@@ -251,10 +250,10 @@ def _build_store(
                 _finish(building, final, key, len(dataset), world_size)
             barrier()
     except OSError as error:
-        _discard(building, rank, world_size)
-        raise _build_error(error, building, description) from None
+        _discard(building, rank, world_size, lock is not None)
+        raise _build_error(error, building, f"{what}, {human_bytes(needed)}") from None
     except BaseException:
-        _discard(building, rank, world_size)
+        _discard(building, rank, world_size, lock is not None)
         raise
     finally:
         if lock is not None:
@@ -269,9 +268,9 @@ def _fresh_folder(building: Path) -> None:
         raise folder_error(building.parent, error, "create a store in") from None
 
 
-def _discard(building: Path, rank: int, world_size: int) -> None:
-    """What this rank wrote of a failed build: the whole `.building` folder on rank 0, its own shard elsewhere."""
-    if rank == 0:
+def _discard(building: Path, rank: int, world_size: int, locked: bool) -> None:
+    """What this rank wrote of a failed build: the whole `.building` folder by the lock holder, else its own shard."""
+    if locked:
         shutil.rmtree(building, ignore_errors=True)
         return
     shard = building / shard_name(rank, world_size)
