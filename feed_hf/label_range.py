@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
+from .checks import check_not_empty
 from .labels import (
     boolean_labels_error,
     column,
@@ -31,7 +32,7 @@ from .labels import (
     out_of_range_labels_error,
 )
 
-__all__ = ["check_label_batch", "check_label_values", "checked_stream", "with_label_checks"]
+__all__ = ["check_datasets", "check_label_batch", "check_label_values", "checked_stream", "with_label_checks"]
 
 _LABEL_KEYS = ("labels", "label")
 
@@ -55,7 +56,7 @@ def check_label_values(
         raise boolean_labels_error(split_name)
     if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)) or not len(values):
         return  # class names: mapped by name (labels.py), not indices
-    array = values.to_numpy() if isinstance(values, pa.Array) else values.to_numpy()
+    array = values.to_numpy(zero_copy_only=False)
     fractional = array[array != np.floor(array)]
     if len(fractional):
         raise fractional_labels_error(split_name, np.unique(fractional).tolist(), len(fractional))
@@ -114,6 +115,14 @@ def checked_stream(stream: datasets.IterableDataset, name: str, num_classes: int
     return stream.map(check_label_batch, batched=True, with_indices=True, fn_kwargs=options, features=features)
 
 
+def check_datasets(trainer_kwargs: dict[str, Any], num_classes: int | None) -> None:
+    """A Trainer's `train_dataset` and `eval_dataset` refused when empty, and made to refuse labels >= `num_classes`
+    (`with_label_checks`), in place in `trainer_kwargs`."""
+    for key in ("train_dataset", "eval_dataset"):
+        check_not_empty(trainer_kwargs.get(key), key)
+        trainer_kwargs[key] = with_label_checks(trainer_kwargs.get(key), num_classes, key)
+
+
 def with_label_checks(dataset: Any, num_classes: int | None, name: str) -> Any:
     """`dataset` whose labels are checked against `num_classes` (see the module docstring for each form)."""
     if dataset is None or not num_classes:
@@ -167,7 +176,8 @@ class _CheckedItems(torch.utils.data.Dataset):
         return item
 
     def __getattr__(self, attribute: str) -> Any:  # the wrapped dataset's own attributes (features, ...)
-        if attribute == "dataset":
+        # Never its dunders: DataLoader would call the wrapped `__getitems__` and skip the check.
+        if attribute == "dataset" or attribute.startswith("__"):
             raise AttributeError(attribute)
         return getattr(self.dataset, attribute)
 

@@ -14,19 +14,13 @@ from torch.utils.data import IterableDataset
 from transformers import Trainer, enable_full_determinism, set_seed
 
 from .checkpoints import CheckpointMarkerCallback, check_resume_compatible
-from .checks import (
-    check_export_target,
-    check_labels_fit,
-    check_not_empty,
-    check_output_dir,
-    check_teacher_maps_once,
-)
+from .checks import check_export_target, check_labels_fit, check_output_dir, check_teacher_maps_once
 from .config import FeedConfig
 from .feature_cache import IndexedDataset, TeacherFeatureCache, open_store_for
 from .features import FeatureTap
 from .hub_callbacks import ExportPushCallback, check_hub_strategy
 from .label_free import cross_entropy_term, evaluation_loss
-from .label_range import with_label_checks
+from .label_range import check_datasets
 from .losses import ensemble_kd_loss, feed_loss
 from .metrics import top_k_accuracy
 from .model_init import ModelInitMixin, probe_model_init
@@ -110,14 +104,9 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
                 student, distilled, args.student_feature_index, args.student_feature_module, **args.connector_options()
             )
         check_labels_fit(self.class_names, student.student if isinstance(student, FeedStudent) else student)
-        for key in ("train_dataset", "eval_dataset"):  # every label < the student's classes, whatever the data's form
-            trainer_kwargs[key] = with_label_checks(
-                trainer_kwargs.get(key), getattr(bare_student, "num_classes", 0), key
-            )
+        check_datasets(trainer_kwargs, getattr(bare_student, "num_classes", 0))  # not empty; labels < classes
         if args.should_save:  # the writer rank; the others never write there
             check_output_dir(args.output_dir)
-        check_not_empty(trainer_kwargs.get("train_dataset"))
-        check_not_empty(trainer_kwargs.get("eval_dataset"), "eval_dataset")
         if args.channels_last:
             student.to(memory_format=torch.channels_last)
         trainer_kwargs.setdefault("compute_metrics", top_k_accuracy)

@@ -121,3 +121,11 @@ def _digits_parquet(folder):
 def test_an_empty_eval_dataset_is_refused_when_the_trainer_is_made(tmp_path, feed_config_factory, synthetic_images):
     with pytest.raises(ValueError, match="eval_dataset is empty: check the dataset path, split and max_eval_samples"):
         FeedTrainer(args=feed_config_factory(tmp_path), train_dataset=synthetic_images(8), eval_dataset=_Items([]))
+
+
+def test_a_wrapped_dataset_with_batched_access_is_still_checked(tmp_path, feed_config_factory):
+    subset = torch.utils.data.Subset(_Items(LABELS), range(len(LABELS)))  # torch's Subset has __getitems__
+    assert hasattr(subset, "__getitems__")
+    trainer = FeedTrainer(args=feed_config_factory(tmp_path, per_device_train_batch_size=16), train_dataset=subset)
+    with pytest.raises(ValueError, match=OUT_OF_RANGE.format("train_dataset")):
+        next(iter(trainer.get_train_dataloader()))

@@ -24,7 +24,7 @@ from timm.data import resolve_model_data_config
 from feed_hf import store_limits
 from feed_hf.runs.commands import main
 from feed_hf.teacher_store import StoreFolderError, StoreSettings, StoreSpaceError, TeacherStore, open_or_build_store
-from feed_hf.teacher_store_key import store_key
+from feed_hf.teacher_store_key import store_fingerprint, store_key
 from feed_hf.teachers import FrozenTeacher
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -205,6 +205,11 @@ def test_store_paths_that_are_files_are_one_line_from_the_api_and_the_cli(
     config = feed_config_factory(tmp_path / "run", teacher_store=True, teacher_store_dir=str(tmp_path / "plain"))
     with pytest.raises(StoreFolderError, match=f"teacher_store_dir {tmp_path / 'plain'} is a file, not a folder"):
         FeedTrainer(teachers=tiny_teachers, args=config, train_dataset=synthetic_images(8))
+    teacher, data = _worker_teacher(), synthetic_images(8)
+    (tmp_path / "stores").mkdir()
+    (tmp_path / "stores" / store_fingerprint(store_key([teacher], data, WORKER_SETTINGS))).write_text("")
+    with pytest.raises(StoreFolderError, match=r"teacher store .* is a file, not a store folder; delete it"):
+        open_or_build_store([teacher], data, WORKER_SETTINGS, root=tmp_path / "stores")
     argv = ["--teacher_store", "true", "--teacher_store_dir", str(tmp_path / "plain"), "--augmentation", "false"]
     teacher = tmp_path / "teacher"
     timm.models.save_for_hf(timm.create_model("resnet8_cifar", num_classes=10), teacher, safe_serialization=True)
