@@ -137,6 +137,12 @@ class FeedConfig(FeedSettingsMixin, TrainingArguments):
             Augmented views K recorded per image (>= 1; > 1 needs `batch_augmentation`); training replays one per epoch.
         teacher_store_dtype (`Literal["bfloat16", "float16", "float32"]`, *optional*, defaults to `"bfloat16"`):
             Storage dtype of the stored maps and logits; the loss is computed in float32.
+        teacher_store_seed (`int | None`, *optional*, defaults to `None`):
+            Seed of the store's recorded crops/flips (part of its key). `None`: the run's `seed`, so each seed of an
+            experiment replays its own crops; pin it to share one store across seeds.
+        teacher_store_verify (`Literal["sampled", "full"]`, *optional*, defaults to `"sampled"`):
+            How a store is verified when opened: header hashes and a fresh sample of rows against the checksums
+            written at build (`"sampled"`), or every row (`"full"`: one read of the whole store).
         stop_on_nonfinite_loss (`bool`, *optional*, defaults to `True`):
             Stop at the first step whose loss is NaN or Inf, naming the loss term (one host sync per step).
         overwrite_output_dir (`bool`, *optional*, defaults to `False`):
@@ -295,6 +301,14 @@ class FeedConfig(FeedSettingsMixin, TrainingArguments):
     )
     teacher_store_dtype: Literal["bfloat16", "float16", "float32"] = field(
         default="bfloat16", metadata={"help": "Storage dtype of the teacher store; the loss stays float32."}
+    )
+    teacher_store_seed: int | None = field(
+        default=None,
+        metadata={"help": "Seed of the store's recorded crops (in its key). Unset: the run's seed; pin to share."},
+    )
+    teacher_store_verify: Literal["sampled", "full"] = field(
+        default="sampled",
+        metadata={"help": "Store verification when opened: hashes + a fresh sample of rows, or every row (full)."},
     )
     stop_on_nonfinite_loss: bool = field(
         default=True,

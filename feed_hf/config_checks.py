@@ -8,6 +8,7 @@ from typing import Any
 from timm.layers import get_act_layer, get_norm_layer
 
 from .checks import check_layer_name, check_per_teacher
+from .store_limits import check_store_views
 
 __all__ = ["check_feed_config"]
 
@@ -91,6 +92,7 @@ def _check_teacher_store(config: Any) -> None:
             f"teacher_store_views={config.teacher_store_views} records augmented views, but batch_augmentation is "
             "'none' (the views would be identical); set batch_augmentation=crop_flip or teacher_store_views=1"
         )
+    check_store_views(config.teacher_store_views, config.batch_augmentation, config.batch_augmentation_padding)
 
 
 def _check_teacher_input_sizes(sizes: list[int], num_teachers: int) -> None:

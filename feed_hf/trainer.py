@@ -14,12 +14,13 @@ from torch.utils.data import IterableDataset
 from transformers import Trainer, enable_full_determinism, set_seed
 
 from .checkpoints import CheckpointMarkerCallback, check_resume_compatible
-from .checks import check_export_target, check_labels_fit, check_not_empty, check_output_dir
+from .checks import check_export_target, check_labels_fit, check_output_dir, check_teacher_maps_once
 from .config import FeedConfig
 from .feature_cache import IndexedDataset, TeacherFeatureCache, open_store_for
 from .features import FeatureTap
 from .hub_callbacks import ExportPushCallback, check_hub_strategy
 from .label_free import cross_entropy_term, evaluation_loss
+from .label_range import check_datasets
 from .losses import ensemble_kd_loss, feed_loss
 from .metrics import top_k_accuracy
 from .model_init import ModelInitMixin, probe_model_init
@@ -103,9 +104,9 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
                 student, distilled, args.student_feature_index, args.student_feature_module, **args.connector_options()
             )
         check_labels_fit(self.class_names, student.student if isinstance(student, FeedStudent) else student)
+        check_datasets(trainer_kwargs, getattr(bare_student, "num_classes", 0))  # not empty; labels < classes
         if args.should_save:  # the writer rank; the others never write there
             check_output_dir(args.output_dir)
-        check_not_empty(trainer_kwargs.get("train_dataset"))
         if args.channels_last:
             student.to(memory_format=torch.channels_last)
         trainer_kwargs.setdefault("compute_metrics", top_k_accuracy)
@@ -156,12 +157,15 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
     def _build_feature_cache(self) -> TeacherFeatureCache | TeacherStore:
         if self.args.teacher_store:  # every rank builds its block, then maps the whole store
             return open_store_for(self.args, self.teachers, self.train_dataset, self.accelerator.wait_for_everyone)
-        return TeacherFeatureCache.build(
+        return TeacherFeatureCache.build(  # sharded like the store: each rank its block, then gathered
             self.teachers,
             self.train_dataset,
             self.args.per_device_eval_batch_size,
             self.args.device,
             with_logits=self.args.kd_weight > 0,
+            rank=self.args.process_index,
+            world_size=self.args.world_size,
+            gather=self.accelerator.gather,
         )
 
     def teacher_outputs(self, pixel_values: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -195,6 +199,7 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
             )
         else:
             teacher_maps, teacher_logits = self.teacher_outputs(pixel_values)
+            check_teacher_maps_once(self, teacher_maps)  # a teacher with NaN/Inf maps stops before the first update
         outputs = model(pixel_values)
         loss, terms = cross_entropy_term(outputs.logits, labels, self.args.label_smoothing_factor)
         if outputs.connected_feature_maps:
@@ -279,7 +284,7 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
         # The Trainer loads a non-PreTrainedModel checkpoint with strict=False and only logs missing keys:
         # resuming with other connectors or another student would silently start half fresh. Refuse instead.
         shapes = {k: list(v.shape) for k, v in self.accelerator.unwrap_model(self.model).state_dict().items()}
-        check_resume_compatible(resume_from_checkpoint, self.run_signature(), shapes)
+        check_resume_compatible(resume_from_checkpoint, self.run_signature(), shapes, self.args.teacher_allow_pickle)
         super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs: Any) -> Any:
