@@ -7,16 +7,23 @@ the backends refused (item 11), and the TrainingArguments FEED refuses (docs/tra
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import timm
 import torch
+from accelerate.utils import is_compiled_module
 from torch.nn import functional as F
+from transformers import Trainer, TrainingArguments
 
 import feed_hf
 from feed_hf import FeedConfig, FeedTrainer
+from feed_hf.distributed import check_distributed_backend
+from feed_hf.trainer_arguments import REFUSED_OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -247,15 +254,16 @@ def test_transformers_positional_order_is_answered_by_name(tmp_path, feed_config
 # item 11: teachers under accelerate, backends refused
 
 
+@pytest.mark.parametrize("torch_compile", [False, True])
 def test_teachers_are_placed_by_accelerate_in_evaluation_mode(
-    tmp_path, tiny_teachers, synthetic_images, feed_config_factory
+    tmp_path, tiny_teachers, synthetic_images, feed_config_factory, torch_compile
 ):
-    trainer = FeedTrainer(
-        teachers=tiny_teachers, args=feed_config_factory(tmp_path), train_dataset=synthetic_images(16)
-    )
+    args = feed_config_factory(tmp_path, torch_compile=torch_compile)
+    trainer = FeedTrainer(teachers=tiny_teachers, args=args, train_dataset=synthetic_images(16))
     for teacher in trainer.teachers:
-        assert getattr(teacher, "_is_accelerate_prepared", False)  # accelerator.prepare_model saw it
+        assert teacher in trainer.accelerator._models  # accelerator.prepare_model placed it
         assert isinstance(teacher, feed_hf.FrozenTeacher) and not teacher.training  # not DDP-wrapped, frozen
+        assert not is_compiled_module(teacher)  # torch_compile is the student's; compile_teachers the teachers'
         assert next(teacher.parameters()).device == trainer.args.device
 
 
@@ -292,6 +300,11 @@ def test_sharded_backends_are_refused_by_name_before_anything_is_built(
         FeedTrainer(teachers=tiny_teachers, args=args, train_dataset=synthetic_images(16))
 
 
+def test_parallelism_config_is_refused_by_name():
+    with pytest.raises(ValueError, match="parallelism_config: FeedTrainer supports one process or DDP"):
+        check_distributed_backend(SimpleNamespace(fsdp=None, deepspeed=None, parallelism_config=object()))
+
+
 # TrainingArguments and Trainer arguments refused or adapted (docs/trainer_contract.md)
 
 
@@ -301,6 +314,7 @@ def test_sharded_backends_are_refused_by_name_before_anything_is_built(
         {"gradient_checkpointing": True},
         {"activation_checkpointing": True},
         {"neftune_noise_alpha": 5.0},
+        {"use_liger_kernel": True},
     ],
 )
 def test_options_a_feed_run_cannot_honour_are_refused_by_name(
@@ -357,3 +371,50 @@ def test_feed_config_is_needed_and_named(tmp_path):
     with pytest.raises(TypeError, match="FeedConfig.*got TrainingArguments \\(a TrainingArguments: FeedConfig takes"):
         FeedTrainer(model=_student(), args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True))
     assert issubclass(FeedConfig, TrainingArguments)
+
+
+def test_seed_decides_the_student_and_connectors_feed_trainer_builds(
+    tmp_path, tiny_teachers, synthetic_images, feed_config_factory
+):
+    def initial_state(seed):
+        args = feed_config_factory(tmp_path / str(seed), seed=seed)
+        return _clone(FeedTrainer(teachers=tiny_teachers, args=args, train_dataset=synthetic_images(16)).model)
+
+    first, again, other = initial_state(3), initial_state(3), initial_state(4)
+    assert all(torch.equal(first[name], again[name]) for name in first)
+    assert _changed(first, SimpleNamespace(state_dict=lambda: other), "connectors.0.")
+    assert _changed(first, SimpleNamespace(state_dict=lambda: other), "student.conv1")
+
+
+# docs/trainer_contract.md: every Trainer argument and TrainingArguments field placed, every named test real
+
+
+def _section(text: str, heading: str) -> str:
+    return text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _first_column_names(section: str) -> list[str]:
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return [name for row in rows for name in re.findall(r"`(\w+)`", row.split(" | ")[0])]
+
+
+def test_the_contract_names_every_trainer_argument_and_training_field():
+    text = (ROOT / "docs" / "trainer_contract.md").read_text()
+    arguments = [name for name in inspect.signature(Trainer.__init__).parameters if name != "self"]
+    listed = _first_column_names(_section(text, "`Trainer.__init__` arguments"))
+    missing = sorted(set(arguments) - set(listed))
+    assert not missing, f"Trainer.__init__ arguments docs/trainer_contract.md does not place: {missing}"
+    assert set(listed) - set(arguments) == {"teachers", "class_names"}  # FeedTrainer's own
+    fields = {spec.name for spec in dataclasses.fields(TrainingArguments) if spec.init}
+    changed = _first_column_names(_section(text, "`TrainingArguments` fields FEED changes, refuses or decides"))
+    unchanged = re.findall(r"`(\w+)`", _section(text, "`TrainingArguments` fields that work as in transformers"))
+    unchanged = [name for name in unchanged if name in fields]  # the closing note names some again
+    placed = set(changed) | set(unchanged)
+    assert not sorted(fields - placed), f"TrainingArguments fields not placed: {sorted(fields - placed)}"
+    assert not set(changed) & set(unchanged), "a field is both changed and unchanged"
+    assert set(changed) <= fields
+    redeclared = {name for name in FeedConfig.__dict__["__annotations__"] if name in fields}  # FEED's own defaults
+    refused = {name for names in REFUSED_OPTIONS for name in names}
+    assert redeclared | refused <= set(changed), sorted((redeclared | refused) - set(changed))
+    for file, test in re.findall(r"`(tests/test_\w+\.py)::(test_\w+)`", text):
+        assert f"def {test}(" in (ROOT / file).read_text(), f"{file}::{test} does not exist"
