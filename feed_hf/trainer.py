@@ -117,8 +117,7 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
         check_not_empty(trainer_kwargs.get("train_dataset"))
         if args.channels_last:
             student.to(memory_format=torch.channels_last)
-        # top-1/top-5 need labels; label-free evaluation reports eval_loss = Σβ·FEED
-        trainer_kwargs.setdefault("compute_metrics", None if self.label_free else top_k_accuracy)
+        trainer_kwargs.setdefault("compute_metrics", None if self.label_free else top_k_accuracy)  # else eval_loss
         check_given_optimizer(trainer_kwargs, student)
         stores = (args.cache_teacher_features or args.teacher_store) and bool(self.teachers)
         if stores and trainer_kwargs.get("train_dataset") is not None:
@@ -128,10 +127,7 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
         super().__init__(model=student if self._model_init_probe is None else None, args=args, **trainer_kwargs)
         self.add_callback(CheckpointMarkerCallback(self.run_signature()))
         self.add_callback(ExportPushCallback(self.export))
-        if self.label_free:
-            enable_label_free_evaluation(self)
-        self.teachers = place_teachers(self.accelerator, self.teachers)
-        self.teacher_feature_cache = self._teacher_outputs_before_training(trainer_kwargs) if stores else None
+        self._prepare_teachers_and_evaluation(trainer_kwargs, stores)
         self._loss_term_sums: dict[str, torch.Tensor] = {}
         self._loss_term_steps = 0
 
@@ -146,13 +142,18 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
             check_label_free_setup(None, list(teachers if teachers is not None else args.teachers), args.kd_weight)
         return labelled
 
-    def _teacher_outputs_before_training(self, trainer_kwargs: dict[str, Any]) -> TeacherFeatureCache | TeacherStore:
-        # Each batch keeps its items' sample_index whatever the collator; a user's collator is checked first.
-        self.data_collator = SampleIndexCollator(self.data_collator)
-        if trainer_kwargs.get("data_collator") is not None:
-            option = "teacher_store" if self.args.teacher_store else "cache_teacher_features"
-            check_collator_for_teacher_outputs(self.data_collator, self.train_dataset, option)
-        return self._build_feature_cache()
+    def _prepare_teachers_and_evaluation(self, trainer_kwargs: dict[str, Any], stores: bool) -> None:
+        """After Trainer.__init__: label-free evaluation, the teachers placed by accelerate, their outputs cached."""
+        if self.label_free:
+            enable_label_free_evaluation(self)
+        self.teachers = place_teachers(self.accelerator, self.teachers)
+        self.teacher_feature_cache = None
+        if stores:  # each batch keeps its items' sample_index whatever the collator; a user's collator checked first
+            self.data_collator = SampleIndexCollator(self.data_collator)
+            if trainer_kwargs.get("data_collator") is not None:
+                option = "teacher_store" if self.args.teacher_store else "cache_teacher_features"
+                check_collator_for_teacher_outputs(self.data_collator, self.train_dataset, option)
+            self.teacher_feature_cache = self._build_feature_cache()
 
     @staticmethod
     def _build_teachers(
