@@ -88,7 +88,6 @@ def test_use_it_runs_as_written(my_images):
     assert record["config"]["lr_decay_epochs"] == [1, 1.5]
 
 
-@pytest.mark.slow  # two generations, each a training run
 @pytest.mark.filterwarnings("ignore::UserWarning")
 def test_use_it_sequential_feed_runs_as_written(my_images):
     sequential = _blocks(_use_it(), "python")[1]
