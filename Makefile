@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint clean
+.PHONY: demo test test-all lint help-spec clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test-all: $(STAMP)  ## also the slow tests (multi-process, real data)
 lint: $(STAMP)
 	$(BIN)/ruff check feed_hf feed_hf_cli.py tests recipes benchmarks
 	$(BIN)/ruff format --check feed_hf feed_hf_cli.py tests recipes benchmarks
+
+help-spec: $(STAMP)  ## rewrite feed_hf/cli_help.json after changing an argument dataclass (a test checks it)
+	$(BIN)/python -m feed_hf.runs.help_spec
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,13 +1,17 @@
 """The `feed-hf` console script, outside the `feed_hf` package so that its fast answers stay fast.
 
 `import feed_hf` imports torch and timm (it registers the CIFAR models with timm), which takes seconds on a small
-CPU. `feed-hf --help`, `feed-hf --version` and a cached `feed-hf COMMAND --help` are answered here with the standard
-library alone; everything else goes to `feed_hf.runs.commands`, the one command table's runner. The table itself
-(what each command runs, with which argument dataclasses) is plain data and lives here too.
+CPU. `feed-hf --help`, `feed-hf --version` and `feed-hf COMMAND --help` (also `python recipes/NAME.py --help`) are
+answered here with the standard library alone; everything else goes to `feed_hf.runs.commands`, the one command
+table's runner. The table itself (what each command runs, with which argument dataclasses) is plain data and lives
+here too.
 
-A command's `--help` is built once by its real parser (which imports transformers' TrainingArguments) and cached
-under `$XDG_CACHE_HOME/feed-hf/help/`, keyed by every feed-hf source file, transformers, Python and the terminal
-width; later ones read the file.
+A command's `--help` comes from `feed_hf/cli_help.json`, every option of every command as data, made from the real
+parsers (`python -m feed_hf.runs.help_spec`; a test checks it matches them) and shipped with the package: argparse
+rebuilds the parser from it and lays the text out for the terminal, the first time as fast as the next. With
+another transformers version than the file's, the text is built by the real parser (which imports transformers'
+TrainingArguments) and cached under `$XDG_CACHE_HOME/feed-hf/help/`, keyed by every feed-hf source file,
+transformers, Python and the terminal width.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import contextlib
 import hashlib
 import importlib
 import importlib.util
+import inspect
+import json
 import os
 import platform
 import shutil
@@ -27,11 +33,22 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-__all__ = ["COMMANDS", "Command", "cached_help", "help_cache_dir", "main", "version_line"]
+__all__ = [
+    "COMMANDS",
+    "Command",
+    "cached_help",
+    "help_cache_dir",
+    "help_spec_path",
+    "main",
+    "run_recipe",
+    "shipped_help",
+    "version_line",
+]
 
 _VERSIONED = ("feed-hf", "torch", "timm", "transformers")
 # feed_hf/, found without importing it (its __init__ imports torch and timm to register the models)
 _PACKAGE = Path(importlib.util.find_spec("feed_hf").submodule_search_locations[0])
+HELP_SPEC_FORMAT = 1  # the layout of cli_help.json (feed_hf.runs.help_spec writes it)
 
 
 _DATA, _FEED = "feed_hf.data:DataArguments", "feed_hf.config:FeedConfig"
@@ -115,6 +132,12 @@ COMMANDS: dict[str, Command] = {
         "Top-1/top-5 of an exported folder or a Hub model (hf-hub:ns/name[@rev]) on a dataset split.",
         "feed-hf evaluate --model hf-hub:you/resnet20-feed --dataset uoft-cs/cifar10 --split test",
     ),
+    "env": Command(
+        "feed_hf.runs.commands:env",
+        (),
+        "What a bug report needs: versions, platform, CPU/GPU, accelerate config, Hugging Face settings.",
+        "feed-hf env",
+    ),
 }
 
 
@@ -129,10 +152,24 @@ def main(argv: list[str] | None = None) -> None:
         return
     if argv[0] not in COMMANDS:
         _top_level_parser().error(f"unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}")
-    if argv[1:] in (["-h"], ["--help"]):  # with a config file too, the defaults shown come from it: not cached
-        print(cached_help(argv[0], lambda: _runner().command_help(argv[0])), end="")
+    if argv[1:] in (["-h"], ["--help"]):  # with a config file too, the defaults shown come from it: not shipped
+        print(command_help_text(argv[0]), end="")
         return
     _runner().report_user_errors(_runner().run_command, argv[0], argv[1:])
+
+
+def run_recipe(command: str, argv: list[str] | None = None) -> Any:
+    """A recipe's `main`: run `command` on `argv`; its `--help` is answered as `feed-hf COMMAND --help` is."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv in (["-h"], ["--help"]):
+        print(command_help_text(command), end="")
+        return None
+    return _runner().run_command(command, argv)
+
+
+def command_help_text(command: str) -> str:
+    """`command`'s `--help` text: from the shipped data, else built by the real parser and cached."""
+    return shipped_help(command) or cached_help(command, lambda: _runner().command_help(command))
 
 
 def _runner() -> Any:
@@ -178,6 +215,59 @@ def cached_help(command: str, build: Callable[[], str]) -> str:
     text = build()
     _store(path, text)
     return text
+
+
+def help_spec_path() -> Path:
+    """`feed_hf/cli_help.json`: every command's options as data (`feed_hf.runs.help_spec` writes it)."""
+    return _PACKAGE / "cli_help.json"
+
+
+def shipped_help(command: str) -> str | None:
+    """`command`'s help from `cli_help.json`, laid out by argparse; None when the file is not for this install."""
+    try:
+        spec = json.loads(help_spec_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if spec.get("format") != HELP_SPEC_FORMAT or spec.get("transformers") != _installed_version("transformers"):
+        return None  # TrainingArguments' fields follow transformers: the real parser answers (and is cached)
+    parser_spec = spec.get("commands", {}).get(command)
+    return None if parser_spec is None else parser_from_spec(parser_spec, spec["actions"]).format_help()
+
+
+def parser_from_spec(spec: dict[str, Any], actions: list[dict[str, Any]]) -> argparse.ArgumentParser:
+    """An argparse parser whose help is the one `spec` was taken from (`feed_hf.runs.help_spec.parser_spec`);
+    its groups name their options by position in `actions`."""
+    parser = argparse.ArgumentParser(
+        prog=spec["prog"],
+        usage=spec["usage"],
+        description=spec["description"],
+        epilog=spec["epilog"],
+        formatter_class=getattr(argparse, spec["formatter_class"]),
+        add_help=False,
+    )
+    groups = []
+    for group_spec in spec["groups"]:
+        known = {group.title: group for group in (parser._positionals, parser._optionals)}
+        group = known.get(group_spec["title"]) or parser.add_argument_group(
+            group_spec["title"], group_spec["description"]
+        )
+        for position in group_spec["actions"]:
+            group._add_action(_action_from_spec(actions[position]))
+        groups.append(group)
+    parser._action_groups = groups
+    return parser
+
+
+def _action_from_spec(spec: dict[str, Any]) -> argparse.Action:
+    action_class = getattr(argparse, spec["kind"])
+    values = {
+        **spec,
+        "default": argparse.SUPPRESS if spec["default"] == argparse.SUPPRESS else spec["default"],
+        "help": argparse.SUPPRESS if spec["help"] == argparse.SUPPRESS else spec["help"],
+        "metavar": tuple(spec["metavar"]) if isinstance(spec["metavar"], list) else spec["metavar"],
+    }
+    accepted = inspect.signature(action_class).parameters
+    return action_class(**{name: value for name, value in values.items() if name in accepted})
 
 
 def _cache_key(command: str) -> str:

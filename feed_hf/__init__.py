@@ -23,17 +23,21 @@ _LAZY_EXPORTS = {
     "FeedConfig": "config",
     "FeedConnector": "connectors",
     "DataArguments": "data",
+    "load_image_splits": "data",
     "export_student": "export",
     "FeatureTap": "features",
     "ensemble_kd_loss": "losses",
     "feed_distance": "losses",
     "feed_loss": "losses",
+    "to_pixel_values": "pixel_values",
     "FeedStudent": "modeling",
     "FeedStudentOutput": "modeling",
     "build_feed_student": "modeling",
+    "create_student": "students",
     "FrozenTeacher": "teachers",
     "load_teacher_model": "teachers",
     "FeedTrainer": "trainer",
+    "train_model": "training",
     "SequentialArguments": "sequential",
     "run_sequential": "sequential",
 }
@@ -50,26 +54,33 @@ __all__ = [  # the lazy exports above, plus what is imported eagerly
     "SequentialArguments",
     "__version__",
     "build_feed_student",
+    "create_student",
     "ensemble_kd_loss",
     "export_student",
     "feed_distance",
     "feed_loss",
+    "load_image_splits",
     "load_teacher_model",
     "models",
     "run_sequential",
+    "to_pixel_values",
+    "train_model",
 ]
 
 if TYPE_CHECKING:  # what static tools and IDEs see
     from .config import FeedConfig
     from .connectors import FeedConnector
-    from .data import DataArguments
+    from .data import DataArguments, load_image_splits
     from .export import export_student
     from .features import FeatureTap
     from .losses import ensemble_kd_loss, feed_distance, feed_loss
     from .modeling import FeedStudent, FeedStudentOutput, build_feed_student
+    from .pixel_values import to_pixel_values
     from .sequential import SequentialArguments, run_sequential
+    from .students import create_student
     from .teachers import FrozenTeacher, load_teacher_model
     from .trainer import FeedTrainer
+    from .training import train_model
 
 
 def __getattr__(name: str) -> Any:

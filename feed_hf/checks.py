@@ -7,12 +7,15 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from .export import has_export
+from .teachers import check_finite_maps
 
 __all__ = [
     "broadcast_per_teacher",
+    "check_teacher_maps_once",
     "check_layer_name",
     "check_per_teacher",
     "check_export_target",
@@ -32,6 +35,19 @@ def check_labels_fit(class_names: list[str] | None, student: nn.Module) -> None:
         )
 
 
+def check_teacher_maps_once(trainer: Any, teacher_maps: list[torch.Tensor]) -> None:
+    """On a trainer's first training batch only: stop, before the first update, if a teacher's map is not finite.
+
+    A teacher whose weights are finite can still give NaN/Inf maps (an overflow under `teacher_dtype=float16`,
+    a layer that divides by a zero statistic); one host sync, once per run.
+    """
+    if getattr(trainer, "_teacher_maps_checked", False):
+        return
+    trainer._teacher_maps_checked = True
+    for teacher, feature_map in zip(trainer.teachers, teacher_maps, strict=True):
+        check_finite_maps(teacher.name, feature_map, "the first training batch")
+
+
 def check_output_dir(output_dir: str) -> None:
     path = Path(output_dir)
     try:
@@ -42,9 +58,15 @@ def check_output_dir(output_dir: str) -> None:
         raise ValueError(f"output_dir {output_dir!r} is not a writable folder ({error}); choose another") from None
 
 
-def check_not_empty(dataset: Any) -> None:
+def check_not_empty(dataset: Any, name: str = "train_dataset") -> None:
+    """Refuse an empty train (or eval) set before any work; the Trainer would fail later with a bare traceback."""
+    if isinstance(dataset, dict):  # the Trainer's several eval sets
+        for key, value in dataset.items():
+            check_not_empty(value, f"{name}[{key!r}]")
+        return
     if dataset is not None and hasattr(dataset, "__len__") and len(dataset) == 0:
-        raise ValueError("train_dataset is empty: check the dataset path, split and max_train_samples")
+        subset = "max_train_samples" if name == "train_dataset" else "max_eval_samples"
+        raise ValueError(f"{name} is empty: check the dataset path, split and {subset}")
 
 
 def teacher_folders(teacher_specs: Iterable[str]) -> list[Path]:

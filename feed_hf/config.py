@@ -44,6 +44,11 @@ class FeedConfig(FeedSettingsMixin, TrainingArguments):
       with `lr_decay_epochs` and `lr_decay_rate`.
     - `overwrite_output_dir` is FeedConfig's own field (transformers 5 has none): `False` refuses to train into an
       `output_dir` that already holds an exported model.
+    - `do_train` and `do_eval` are `True` (TrainingArguments: `False`; the Trainer reads neither). `train_model` and
+      every training command honour `do_eval=False` (no evaluation after training) and refuse `do_train=False` and
+      `do_predict=True`, which they cannot honour.
+
+    Every other Trainer argument and TrainingArguments field FEED changes or refuses: docs/trainer_contract.md.
 
     Args:
         student (`str | None`, *optional*, defaults to `None`):
@@ -51,7 +56,8 @@ class FeedConfig(FeedSettingsMixin, TrainingArguments):
             pretrained weights; `"hf-hub:ns/name[@rev]"` (pinned); `"local-dir:PATH"` or an exported folder. Pretrained
             students get a new classifier for the run's classes. Not needed when [`FeedTrainer`] gets `model=`.
         num_labels (`int | None`, *optional*, defaults to `None`):
-            Number of classes of the student, >= 1. `None`: read from the train set's `ClassLabel`.
+            Number of classes of the student, >= 1; `0` builds it without classes (timm `num_classes=0`: a backbone,
+            for label-free FEED). `None`: the train set's `ClassLabel`, or 0 when the train set has no labels.
         input_size (`int | None`, *optional*, defaults to `None`):
             Square input resolution of the student, its transforms, the teachers' probes and the export, >= 8 pixels.
             `None`: the data's size when it is clearly not the cfg's (train_dataset's `pixel_values`; a split's images
@@ -137,6 +143,12 @@ class FeedConfig(FeedSettingsMixin, TrainingArguments):
             Augmented views K recorded per image (>= 1; > 1 needs `batch_augmentation`); training replays one per epoch.
         teacher_store_dtype (`Literal["bfloat16", "float16", "float32"]`, *optional*, defaults to `"bfloat16"`):
             Storage dtype of the stored maps and logits; the loss is computed in float32.
+        teacher_store_seed (`int | None`, *optional*, defaults to `None`):
+            Seed of the store's recorded crops/flips (part of its key). `None`: the run's `seed`, so each seed of an
+            experiment replays its own crops; pin it to share one store across seeds.
+        teacher_store_verify (`Literal["sampled", "full"]`, *optional*, defaults to `"sampled"`):
+            How a store is verified when opened: header hashes and a fresh sample of rows against the checksums
+            written at build (`"sampled"`), or every row (`"full"`: one read of the whole store).
         stop_on_nonfinite_loss (`bool`, *optional*, defaults to `True`):
             Stop at the first step whose loss is NaN or Inf, naming the loss term (one host sync per step).
         overwrite_output_dir (`bool`, *optional*, defaults to `False`):
@@ -151,6 +163,10 @@ class FeedConfig(FeedSettingsMixin, TrainingArguments):
             Hub dataset id (`ns/name`) of the data for the card's metadata when it was not loaded from the Hub.
         dataset_name (`str | None`, *optional*, defaults to `None`):
             Readable name of the data for the card. `None`: the dataset's own name or Hub id.
+        do_train (`bool`, *optional*, defaults to `True`):
+            Train. `False` is refused by the training commands and `train_model` (they would do nothing).
+        do_eval (`bool`, *optional*, defaults to `True`):
+            Evaluate on the eval split after training (`train_model`, the CLI); `False`: no final evaluation.
         remove_unused_columns (`bool`, *optional*, defaults to `False`):
             Overrides TrainingArguments' `True`: keep every dataset column, as the on-the-fly image transform and
             `cache_teacher_features` need columns the model's `forward` does not take (see above).
@@ -159,13 +175,18 @@ class FeedConfig(FeedSettingsMixin, TrainingArguments):
     student: str | None = field(
         default=None,
         metadata={
+            "aliases": ["--model_name_or_path", "--model-name-or-path"],  # the transformers examples' name
             "help": "Student: a timm name (fresh init, e.g. 'resnet20_cifar'), 'NAME.TAG' (timm pretrained weights), "
-            "'hf-hub:ns/name[@rev]' or 'local-dir:PATH' (pretrained: new classifier). Not needed with model=."
+            "'hf-hub:ns/name[@rev]' or 'local-dir:PATH' (pretrained: new classifier). Not needed with model=. "
+            "--model_name_or_path (the transformers examples' name) is the same option.",
         },
     )
     num_labels: int | None = field(
         default=None,
-        metadata={"help": "Number of classes of the student, >= 1. Default: read from the train set's ClassLabel."},
+        metadata={
+            "help": "Number of classes of the student, >= 1; 0 = a backbone without classes (label-free FEED). "
+            "Default: the train set's ClassLabel, or 0 when it has no labels."
+        },
     )
     input_size: int | None = field(
         default=None,
@@ -296,6 +317,14 @@ class FeedConfig(FeedSettingsMixin, TrainingArguments):
     teacher_store_dtype: Literal["bfloat16", "float16", "float32"] = field(
         default="bfloat16", metadata={"help": "Storage dtype of the teacher store; the loss stays float32."}
     )
+    teacher_store_seed: int | None = field(
+        default=None,
+        metadata={"help": "Seed of the store's recorded crops (in its key). Unset: the run's seed; pin to share."},
+    )
+    teacher_store_verify: Literal["sampled", "full"] = field(
+        default="sampled",
+        metadata={"help": "Store verification when opened: hashes + a fresh sample of rows, or every row (full)."},
+    )
     stop_on_nonfinite_loss: bool = field(
         default=True,
         metadata={
@@ -326,6 +355,21 @@ class FeedConfig(FeedSettingsMixin, TrainingArguments):
         metadata={
             "help": "Keep every dataset column (TrainingArguments: True): the on-the-fly image transform and "
             "cache_teacher_features need columns the model's forward does not take."
+        },
+    )
+
+    do_train: bool = field(
+        default=True,
+        metadata={
+            "help": "Train (TrainingArguments: False; the Trainer ignores it). feed-hf's training commands refuse "
+            "false: use `feed-hf evaluate` to evaluate an export."
+        },
+    )
+    do_eval: bool = field(
+        default=True,
+        metadata={
+            "help": "Evaluate on the eval split after training (TrainingArguments: False). false: no final "
+            "evaluation (results.json and the card carry no eval metrics)."
         },
     )
 

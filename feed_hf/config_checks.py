@@ -8,8 +8,9 @@ from typing import Any
 from timm.layers import get_act_layer, get_norm_layer
 
 from .checks import check_layer_name, check_per_teacher
+from .store_limits import check_store_views
 
-__all__ = ["check_feed_config"]
+__all__ = ["check_feed_config", "check_run_flags"]
 
 
 def check_feed_config(config: Any) -> None:
@@ -44,8 +45,11 @@ def check_feed_config(config: Any) -> None:
         raise ValueError(f"feed_reduction must be 'mean' or 'sum', got {config.feed_reduction!r}")
     if config.input_size is not None and config.input_size < 8:
         raise ValueError(f"input_size must be >= 8 pixels, got {config.input_size}")
-    if config.num_labels is not None and config.num_labels < 1:
-        raise ValueError(f"num_labels must be >= 1, got {config.num_labels}")
+    if config.num_labels is not None and config.num_labels < 0:
+        raise ValueError(
+            f"num_labels must be >= 1 (classes), or 0 for a backbone without classes (label-free FEED), "
+            f"got {config.num_labels}"
+        )
     if config.connector_num_layers < 1:
         raise ValueError(f"connector_num_layers must be >= 1, got {config.connector_num_layers}")
     if config.connector_mid_channels is not None and config.connector_mid_channels < 1:
@@ -59,6 +63,21 @@ def check_feed_config(config: Any) -> None:
         raise ValueError(f"kd_temperature must be > 0, got {config.kd_temperature}")
 
 
+def check_run_flags(config: Any) -> None:
+    """A training run (`train_model`, every training command) honours do_eval; it refuses do_train=False and
+    do_predict=True, which it could not honour (the Trainer itself reads none of the three)."""
+    if not config.do_train:
+        raise ValueError(
+            "do_train=False (--do_train false): this command trains a model, so it would do nothing; to evaluate an "
+            "exported model run `feed-hf evaluate --model DIR --split SPLIT`, or drop --do_train"
+        )
+    if config.do_predict:
+        raise ValueError(
+            "do_predict=True (--do_predict): feed-hf has no prediction step; evaluate the export on a split with "
+            "`feed-hf evaluate --model DIR --split test`, or drop --do_predict"
+        )
+
+
 def _check_step_decay(config: Any) -> None:
     if not config.lr_decay_epochs:
         return
@@ -69,6 +88,12 @@ def _check_step_decay(config: Any) -> None:
         )
     if config.max_steps > 0:
         raise ValueError("lr_decay_epochs are epochs: train with num_train_epochs, not max_steps")
+    if config.warmup_steps > 0:
+        raise ValueError(
+            f"warmup_steps={config.warmup_steps} would not be applied: lr_decay_epochs is a MultiStepLR from the first "
+            "step (as lr_scheduler_type='constant' has no warmup); drop warmup_steps, or drop lr_decay_epochs and "
+            "use a scheduler with warmup (e.g. lr_scheduler_type='cosine')"
+        )
     if sorted(config.lr_decay_epochs) != list(config.lr_decay_epochs) or config.lr_decay_epochs[0] <= 0:
         raise ValueError(f"lr_decay_epochs must be increasing and > 0, got {config.lr_decay_epochs}")
     if not 0 < config.lr_decay_rate <= 1:
@@ -91,6 +116,7 @@ def _check_teacher_store(config: Any) -> None:
             f"teacher_store_views={config.teacher_store_views} records augmented views, but batch_augmentation is "
             "'none' (the views would be identical); set batch_augmentation=crop_flip or teacher_store_views=1"
         )
+    check_store_views(config.teacher_store_views, config.batch_augmentation, config.batch_augmentation_padding)
 
 
 def _check_teacher_input_sizes(sizes: list[int], num_teachers: int) -> None:

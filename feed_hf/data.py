@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,13 +112,31 @@ def load_image_splits(data_args: DataArguments, seed: int = 0) -> datasets.Datas
     Without a label column (see `label_column`), `image` only: a label-free run. With `streaming`, an
     `IterableDatasetDict` (`streams.load_image_streams`).
 
-    Every image of the splits the run uses is checked to decode first (`undecodable_images`); with
-    "skip", the returned DatasetDict's `skipped_images` attribute holds `{split name: rows dropped}`.
-    Then one label mapping, built from the train split (see feed_hf.labels), is applied to every split,
-    before any subset or carving, so max_train_samples never changes it.
+    One label mapping, built from the whole train split (see feed_hf.labels), is applied to every split before
+    any subset or carving, so max_train_samples never changes it. Then the eval split is carved (when the data
+    has none) and the subsets taken, and only then is every image that the run will use checked to decode
+    (`undecodable_images`): never the images a subset throws away. With "skip", a subset is topped up from the
+    same seeded order, and the returned DatasetDict's `skipped_images` attribute holds `{split name: rows dropped}`.
+    Under several processes (a FeedConfig made accelerate's state) the main process of each node goes first and
+    the others read its decode check back from the `datasets` cache (`accelerate`'s `local_main_process_first`).
     """
     if data_args.streaming:
-        return load_image_streams(_load_raw_streams(data_args), data_args, _pick_columns, _EVAL_SPLITS, seed)
+        return load_image_streams(_load_raw(data_args, streaming=True), data_args, _pick_columns, _EVAL_SPLITS, seed)
+    with _main_process_first():
+        return _load_checked_splits(data_args, seed)
+
+
+def _main_process_first() -> contextlib.AbstractContextManager:
+    """accelerate's `local_main_process_first` in a run of several processes (a FeedConfig made the state), else
+    nothing: the main process loads and decode-checks, the others then read both from the `datasets` cache."""
+    from accelerate import PartialState
+
+    if PartialState._shared_state and PartialState().num_processes > 1:
+        return PartialState().local_main_process_first()
+    return contextlib.nullcontext()
+
+
+def _load_checked_splits(data_args: DataArguments, seed: int) -> datasets.DatasetDict:
     raw = _load_raw(data_args)
     if data_args.train_split not in raw:
         raise ValueError(f"dataset {data_args.dataset!r} has no split {data_args.train_split!r}; it has {list(raw)}")
@@ -125,22 +144,36 @@ def load_image_splits(data_args: DataArguments, seed: int = 0) -> datasets.Datas
     image_column, label_column = _pick_columns(raw[data_args.train_split], data_args)
     used = {data_args.train_split: raw[data_args.train_split], **({eval_name: raw[eval_name]} if eval_name else {})}
     splits = {name: _standardise(split, image_column, label_column) for name, split in used.items()}
-    splits, skipped = _drop_undecodable(splits, data_args)
     if label_column is not None:
         splits = _with_one_label_mapping(splits, data_args, eval_name)
     train = splits[data_args.train_split]
     if eval_name is None:
-        stratify = "label" if label_column is not None else None
-        carved = train.train_test_split(test_size=data_args.validation_fraction, seed=seed, stratify_by_column=stratify)
-        train, evaluation = carved["train"], carved["test"]
+        train, evaluation = _carve(train, data_args, seed, stratify=label_column is not None)
     else:
         evaluation = splits[eval_name]
-    result = datasets.DatasetDict(
-        train=_subset(train, data_args.max_train_samples, seed),
-        eval=_subset(evaluation, data_args.max_eval_samples, seed),
-    )
+    skipped: dict[str, int] = {}
+    train = _decodable_subset(train, data_args.train_split, data_args.max_train_samples, seed, data_args, skipped)
+    evaluation = _decodable_subset(evaluation, eval_name, data_args.max_eval_samples, seed, data_args, skipped)
+    result = datasets.DatasetDict(train=train, eval=evaluation)
     result.skipped_images = skipped
     return result
+
+
+def _carve(
+    train: datasets.Dataset, data_args: DataArguments, seed: int, stratify: bool
+) -> tuple[datasets.Dataset, datasets.Dataset]:
+    """The train split without, and with, its held-out `validation_fraction` (stratified by label when labelled)."""
+    try:
+        carved = train.train_test_split(
+            test_size=data_args.validation_fraction, seed=seed, stratify_by_column="label" if stratify else None
+        )
+    except ValueError as error:  # too few images (per class) for the fraction
+        raise ValueError(
+            f"dataset {data_args.dataset!r} has no eval split and its {len(train)} training images cannot give a "
+            f"held-out part of validation_fraction={data_args.validation_fraction} ({error}); give an eval split "
+            "(--eval_split), or a validation_fraction that leaves every class an image on both sides"
+        ) from None
+    return carved["train"], carved["test"]
 
 
 def _eval_split_name(raw: datasets.DatasetDict, data_args: DataArguments) -> str | None:
@@ -149,23 +182,50 @@ def _eval_split_name(raw: datasets.DatasetDict, data_args: DataArguments) -> str
     return data_args.eval_split or next((name for name in _EVAL_SPLITS if name in raw), None)
 
 
-def _drop_undecodable(
-    splits: dict[str, datasets.Dataset], data_args: DataArguments
-) -> tuple[dict[str, datasets.Dataset], dict[str, int]]:
-    checked, skipped = {}, {}
-    for name, split in splits.items():
-        rows = undecodable_rows(split)
-        if rows and data_args.undecodable_images == "error":
+def _decodable_subset(
+    split: datasets.Dataset,
+    name: str | None,
+    limit: int | None,
+    seed: int,
+    data_args: DataArguments,
+    skipped: dict[str, int],
+) -> datasets.Dataset:
+    """The first `limit` rows of `split` in its seeded order (all rows without a limit) whose images decode.
+
+    Only those rows are decoded; with "skip", undecodable ones are replaced by the next rows of the same order.
+    `name` is the split's name in messages (None: the eval part carved from train); `skipped` gets the count.
+    """
+    label = name or f"held-out part of {data_args.train_split}"
+    if len(split) == 0:
+        raise ValueError(
+            f"dataset {data_args.dataset!r}: the {'train' if name == data_args.train_split else 'eval'} split "
+            f"{label!r} is empty; choose a split with images (--train_split, --eval_split) or a larger "
+            "validation_fraction"
+        )
+    order = np.arange(len(split)) if limit is None or limit >= len(split) else _permutation(len(split), seed)
+    wanted, kept, bad = min(limit or len(split), len(split)), [], []
+    while len(kept) < wanted and len(kept) + len(bad) < len(order):
+        chunk = order[len(kept) + len(bad) : len(bad) + wanted]
+        failing = set(undecodable_rows(split.select(chunk)))
+        bad += [int(chunk[i]) for i in sorted(failing)]
+        kept += [int(row) for i, row in enumerate(chunk) if i not in failing]
+        if bad and data_args.undecodable_images == "error":
             raise ValueError(
-                f"dataset {data_args.dataset!r}: split {name!r} has {len(rows)} image(s) that cannot be decoded "
-                f"(empty, truncated or not an image): rows {_first_rows(rows)}; fix or remove them, or set "
+                f"dataset {data_args.dataset!r}: split {label!r} has {len(bad)} image(s) that cannot be decoded "
+                f"(empty, truncated or not an image): rows {_first_rows(bad)}; fix or remove them, or set "
                 "--undecodable_images skip to train without them"
             )
-        if rows:
-            logger.warning("split %r: skipping %d undecodable image(s), rows %s", name, len(rows), _first_rows(rows))
-            split = split.select(np.setdiff1d(np.arange(len(split)), rows))
-        checked[name], skipped[name] = split, len(rows)
-    return checked, skipped
+    if bad:
+        logger.warning("split %r: skipping %d undecodable image(s), rows %s", label, len(bad), _first_rows(bad))
+    skipped[name or "held-out"] = len(bad)
+    if len(kept) == len(split):
+        return split  # every row, in its own order: no copy
+    return split.select(kept).flatten_indices()
+
+
+def _permutation(count: int, seed: int) -> np.ndarray:
+    """The order `Dataset.shuffle(seed=seed)` gives, so a subset is the one earlier versions took."""
+    return np.random.default_rng(seed).permutation(count)
 
 
 def _first_rows(rows: list[int]) -> str:
@@ -186,40 +246,38 @@ def _with_one_label_mapping(
     return mapped
 
 
-def _load_raw(data_args: DataArguments) -> datasets.DatasetDict:
+def _load_raw(data_args: DataArguments, streaming: bool = False) -> datasets.DatasetDict | datasets.IterableDatasetDict:
+    """Every documented `--dataset` form, as splits or, with `streaming`, as streams of the same builders."""
     source = data_args.dataset
     if source == "digits":
-        return datasets.DatasetDict(train=digits_dataset())
-    path = Path(source)
-    if path.is_file():
-        return _wrap(datasets.load_dataset(path.suffix.lstrip("."), data_files={"train": str(path)}))
-    if path.is_dir():
-        return _load_directory(path)
-    if _looks_like_path(source):
-        raise FileNotFoundError(f"dataset path {source!r} does not exist (nor is it a Hub id like 'ns/name')")
-    return _wrap(datasets.load_dataset(source, data_args.dataset_config_name))
-
-
-def _load_raw_streams(data_args: DataArguments) -> datasets.IterableDatasetDict:
-    source = data_args.dataset
-    if source == "digits":
-        return datasets.IterableDatasetDict(train=digits_dataset().to_iterable_dataset())
+        digits = digits_dataset()
+        return (
+            datasets.IterableDatasetDict(train=digits.to_iterable_dataset())
+            if streaming
+            else datasets.DatasetDict(train=digits)
+        )
     path = Path(source)
     if path.is_file():
         builder, files = path.suffix.lstrip("."), {"train": str(path)}
-        return datasets.load_dataset(builder, data_files=files, streaming=True)
+        return _wrap(datasets.load_dataset(builder, data_files=files, streaming=streaming))
     if path.is_dir():
-        return datasets.load_dataset("imagefolder", data_dir=str(path), streaming=True)
-    return datasets.load_dataset(source, data_args.dataset_config_name, streaming=True)
+        return _load_directory(path, streaming)
+    if _looks_like_path(source):
+        raise FileNotFoundError(f"dataset path {source!r} does not exist (nor is it a Hub id like 'ns/name')")
+    return _wrap(datasets.load_dataset(source, data_args.dataset_config_name, streaming=streaming))
 
 
 def _looks_like_path(source: str) -> bool:
     return source.startswith((".", "/", "~")) or source.count("/") > 1 or source.endswith((".parquet", ".arrow"))
 
 
-def _load_directory(path: Path) -> datasets.DatasetDict:
+def _load_directory(path: Path, streaming: bool = False) -> datasets.DatasetDict | datasets.IterableDatasetDict:
+    """A save_to_disk folder, a folder of parquet/arrow files (one split per file stem), or an imagefolder."""
     if (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists():
-        return _wrap(datasets.load_from_disk(str(path)))
+        saved = _wrap(datasets.load_from_disk(str(path)))
+        if not streaming:
+            return saved
+        return datasets.IterableDatasetDict({name: split.to_iterable_dataset() for name, split in saved.items()})
     for builder in ("parquet", "arrow"):
         data_files: dict[str, list[str]] = {}
         for file in sorted(path.glob(f"*.{builder}")):  # train.parquet, train-00000-of-00002.parquet, ...
@@ -227,17 +285,49 @@ def _load_directory(path: Path) -> datasets.DatasetDict:
         if data_files:
             # One split at a time: loaded together, every split is cast to the first file's features, so a
             # test file's ClassLabel of another order is silently renumbered, or other label types fail.
-            return datasets.DatasetDict(
-                {
-                    split: datasets.load_dataset(builder, data_files={split: files}, split=split)
-                    for split, files in data_files.items()
-                }
+            kind = datasets.IterableDatasetDict if streaming else datasets.DatasetDict
+            return kind(
+                {split: _load_files(path, builder, split, files, streaming) for split, files in data_files.items()}
             )
-    return _wrap(datasets.load_dataset("imagefolder", data_dir=str(path)))
+    return _without_split_name_labels(datasets.load_dataset("imagefolder", data_dir=str(path), streaming=streaming))
 
 
-def _wrap(loaded: datasets.Dataset | datasets.DatasetDict) -> datasets.DatasetDict:
-    return loaded if isinstance(loaded, datasets.DatasetDict) else datasets.DatasetDict(train=loaded)
+def _load_files(
+    folder: Path, builder: str, split: str, files: list[str], streaming: bool
+) -> datasets.Dataset | datasets.IterableDataset:
+    try:
+        return datasets.load_dataset(builder, data_files={split: files}, split=split, streaming=streaming)
+    except ValueError as error:  # datasets: 'Instruction "test" corresponds to no data!'
+        if "corresponds to no data" not in str(error):
+            raise
+        raise ValueError(
+            f"dataset {str(folder)!r}: the {'eval' if split in _EVAL_SPLITS else ''} split {split!r} is empty "
+            f"({', '.join(Path(file).name for file in files)} hold no rows); choose a split with images, or remove "
+            "the empty files"
+        ) from None
+
+
+def _without_split_name_labels(
+    loaded: datasets.DatasetDict | datasets.IterableDatasetDict,
+) -> datasets.DatasetDict | datasets.IterableDatasetDict:
+    """An imagefolder without class folders (images right inside train/, test/) as label-free splits.
+
+    `datasets` names such a folder's classes after its split folders and leaves every label None; those are not
+    classes, so the label column is dropped and the run is label-free, streamed or not.
+    """
+    feature = (next(iter(loaded.values())).features or {}).get("label")
+    if isinstance(feature, datasets.ClassLabel) and set(feature.names) <= set(loaded):
+        logger.warning("imagefolder without class folders (only split folders %s): no labels", sorted(loaded))
+        return loaded.remove_columns("label")
+    return loaded
+
+
+def _wrap(loaded):  # noqa: ANN001, ANN202 (a split or splits, streamed or not)
+    if isinstance(loaded, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        return loaded
+    if isinstance(loaded, datasets.IterableDataset):
+        return datasets.IterableDatasetDict(train=loaded)
+    return datasets.DatasetDict(train=loaded)
 
 
 def _pick_columns(split: datasets.Dataset, data_args: DataArguments) -> tuple[str, str | None]:
@@ -258,6 +348,12 @@ def _pick_columns(split: datasets.Dataset, data_args: DataArguments) -> tuple[st
                 f"{columns}. Set --{kind}_column to one of them."
             )
         chosen.append(column)
+    if chosen[0] == chosen[1]:
+        raise ValueError(
+            f"dataset {data_args.dataset!r}: image_column and label_column are both {chosen[0]!r}; one column cannot "
+            f"hold the images and the labels. Set --label_column to the label column (its columns are {columns}), "
+            "or 'none' for a label-free run"
+        )
     return chosen[0], chosen[1]
 
 
@@ -283,12 +379,6 @@ def _standardise(split: datasets.Dataset, image_column: str, label_column: str |
     if not isinstance(split.features["image"], datasets.Image):
         split = split.cast_column("image", datasets.Image())
     return split  # labels become ClassLabel through the run's one mapping (feed_hf.labels)
-
-
-def _subset(split: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:
-    if limit is None or limit >= len(split):
-        return split
-    return split.shuffle(seed=seed).select(range(limit)).flatten_indices()
 
 
 def digits_dataset() -> datasets.Dataset:

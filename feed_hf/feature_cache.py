@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from transformers import default_data_collator
 
+from .store_build import image_block
 from .teacher_store import StoreSettings, TeacherStore, open_or_build_store
-from .teachers import FrozenTeacher
+from .teachers import FrozenTeacher, check_finite_maps
 
 __all__ = ["IndexedDataset", "TeacherFeatureCache", "check_deterministic", "open_store_for"]
 
@@ -47,6 +49,7 @@ def open_store_for(
         views=args.teacher_store_views,
         padding=args.batch_augmentation_padding,
         augmentation=args.batch_augmentation,
+        seed=args.seed if args.teacher_store_seed is None else args.teacher_store_seed,  # the run's, unless pinned
         dtype=args.teacher_store_dtype,
         with_logits=args.kd_weight > 0,
     )
@@ -60,6 +63,7 @@ def open_store_for(
         rank=args.process_index,
         world_size=args.world_size,
         barrier=barrier,
+        verify=args.teacher_store_verify,
     )
 
 
@@ -67,7 +71,8 @@ class TeacherFeatureCache:
     """Every teacher's feature map (and logits, for KD) for every training image, kept on the host.
 
     Memory: N_images × Σ_teachers C·H·W values in the teachers' output dtype (CIFAR, 50k images,
-    one ResNet-56 map of 64×8×8 in fp32: 0.8 GB per teacher; bf16 halves it).
+    one ResNet-56 map of 64×8×8 in fp32: 0.8 GB per teacher; bf16 halves it). Built as the store is: rank r of W
+    computes its contiguous block of images only, then the blocks are gathered so every rank holds every row.
     """
 
     def __init__(self, feature_maps: list[torch.Tensor], logits: list[torch.Tensor]) -> None:
@@ -83,19 +88,31 @@ class TeacherFeatureCache:
         batch_size: int,
         device: torch.device,
         with_logits: bool,
+        rank: int = 0,
+        world_size: int = 1,
+        gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> TeacherFeatureCache:
+        """The cache of `dataset`; with `world_size` > 1, `gather` concatenates equal-sized tensors across ranks in
+        rank order (`Accelerator.gather`)."""
         check_deterministic(dataset)
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=default_data_collator)
-        maps: list[list[torch.Tensor]] = [[] for _ in teachers]
-        logits: list[list[torch.Tensor]] = [[] for _ in teachers]
-        for batch in loader:
-            pixels = batch["pixel_values"].to(device)
+        start, end = image_block(len(dataset), rank, world_size)
+        block = Subset(dataset, range(start, end))
+        loader = DataLoader(block, batch_size=batch_size, shuffle=False, collate_fn=default_data_collator)
+        first_image = default_data_collator([dataset[0]])["pixel_values"][:0]  # an empty batch: shapes, dtypes
+        outputs: list[list[list[torch.Tensor]]] = [[[], []] for _ in teachers]
+        for pixels in [batch["pixel_values"] for batch in loader] or [first_image]:
             for index, teacher in enumerate(teachers):
-                feature_map, teacher_logits = teacher(pixels, with_logits=with_logits)
-                maps[index].append(feature_map.cpu())
+                feature_map, teacher_logits = teacher(pixels.to(device), with_logits=with_logits)
+                check_finite_maps(teacher.name, feature_map, f"the training images {start}..{end - 1}")
+                outputs[index][0].append(feature_map.cpu())
                 if teacher_logits is not None:
-                    logits[index].append(teacher_logits.cpu())
-        return cls([torch.cat(m) for m in maps], [torch.cat(lg) for lg in logits if lg])
+                    outputs[index][1].append(teacher_logits.cpu())
+        blocks = [(torch.cat(maps), torch.cat(logits) if logits else None) for maps, logits in outputs]
+        if world_size > 1:
+            sizes = [b - a for a, b in (image_block(len(dataset), r, world_size) for r in range(world_size))]
+            move = functools.partial(_gather_blocks, sizes=sizes, gather=gather, device=device)
+            blocks = [(move(maps), None if logits is None else move(logits)) for maps, logits in blocks]
+        return cls([maps for maps, _ in blocks], [logits for _, logits in blocks if logits is not None])
 
     def lookup(self, sample_index: torch.Tensor, device: torch.device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """The cached (feature maps, logits) of the batch's images, on `device`."""
@@ -110,3 +127,14 @@ class TeacherFeatureCache:
     ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """The batch's pixels as given (nothing to replay) and its cached (feature maps, logits)."""
         return pixel_values, *self.lookup(sample_index, pixel_values.device)
+
+
+def _gather_blocks(
+    block: torch.Tensor, sizes: list[int], gather: Callable[[torch.Tensor], torch.Tensor], device: torch.device
+) -> torch.Tensor:
+    """Every rank's block, in rank order: padded to the largest block (gather needs one shape), then trimmed."""
+    width = max(sizes)
+    padded = torch.zeros((width, *block.shape[1:]), dtype=block.dtype)
+    padded[: len(block)] = block
+    gathered = gather(padded.to(device)).cpu()
+    return torch.cat([gathered[rank * width : rank * width + size] for rank, size in enumerate(sizes)])

@@ -111,7 +111,9 @@ def undecodable_rows(split: datasets.Dataset, column: str = "image") -> list[int
         batch_size=_CHECK_BATCH_SIZE,
         input_columns=column,
         remove_columns=[column],
-        keep_in_memory=True,  # a bool per row: no cache file for it
+        # A bool per row: cached beside a dataset that has cache files, so the other ranks of a run (which load the
+        # data after the main process, `main_process_first`) read the result instead of decoding again.
+        keep_in_memory=not split.cache_files,
         desc="Checking that every image decodes",
     )
     return np.flatnonzero(~np.asarray(flags["decodes"], dtype=bool)).tolist()

@@ -27,7 +27,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["LabelMapping", "apply_label_mapping", "build_label_mapping", "unseen_in_train"]
+__all__ = [
+    "LabelMapping",
+    "apply_label_mapping",
+    "boolean_labels_error",
+    "build_label_mapping",
+    "column",
+    "fractional_labels_error",
+    "missing_labels_error",
+    "negative_labels_error",
+    "out_of_range_labels_error",
+    "unseen_in_train",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -125,21 +136,13 @@ def _read_labels(split: datasets.Dataset, split_name: str) -> _SplitLabels:
     if kind == "classlabel":
         return _SplitLabels(kind, [feature.names[i] for i in keys], rows)
     if len(keys) and keys[0] < 0:
-        negatives = keys[keys < 0].tolist()
-        raise ValueError(
-            f"split {split_name!r} has negative integer labels: {_few(negatives)} "
-            f"({int((values < 0).sum())} rows); labels are class indices 0..K-1. -1 often marks unlabelled "
-            "rows: drop them, or choose a labelled split"
-        )
+        raise negative_labels_error(split_name, keys[keys < 0].tolist(), int((values < 0).sum()))
     return _SplitLabels(kind, keys.tolist(), rows)
 
 
 def _kind_of(arrow_type: pa.DataType, split_name: str) -> LabelKind:
     if pa.types.is_boolean(arrow_type):
-        raise ValueError(
-            f"split {split_name!r} has boolean labels; convert them to integers (0/1) or class names "
-            "('no'/'yes') so the class order is explicit"
-        )
+        raise boolean_labels_error(split_name)
     if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
         return "integer"
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
@@ -156,20 +159,55 @@ def _refuse_missing(column: pa.ChunkedArray, feature: Any, split_name: str) -> N
         missing = pc.or_(missing, pc.less(column, 0))  # ClassLabel stores "no label" as -1
     rows = np.flatnonzero(missing.to_numpy(zero_copy_only=False) if len(column) else [])
     if len(rows):
-        raise ValueError(
-            f"split {split_name!r} has {len(rows)} rows without a label (None, NaN or -1): rows {_few(rows.tolist())}; "
-            "drop them, or choose a labelled split (--eval_split, --train_split)"
-        )
+        raise missing_labels_error(split_name, rows.tolist())
 
 
 def _refuse_fractions(values: np.ndarray, split_name: str) -> None:
     fractional = values[values != np.floor(values)]
     if len(fractional):
-        raise ValueError(
-            f"split {split_name!r} has non-integer float labels: {_few(np.unique(fractional).tolist())} "
-            f"({len(fractional)} rows); labels are class indices or class names: convert the column to int "
-            "or to strings"
-        )
+        raise fractional_labels_error(split_name, np.unique(fractional).tolist(), len(fractional))
+
+
+def missing_labels_error(split_name: str, rows: list[int]) -> ValueError:
+    return ValueError(
+        f"split {split_name!r} has {len(rows)} rows without a label (None, NaN or -1): rows {_few(rows)}; "
+        "drop them, or choose a labelled split (--eval_split, --train_split)"
+    )
+
+
+def negative_labels_error(split_name: str, values: list[int], count: int) -> ValueError:
+    return ValueError(
+        f"split {split_name!r} has negative integer labels: {_few(values)} ({count} rows); labels are class "
+        "indices 0..K-1. -1 often marks unlabelled rows: drop them, or choose a labelled split"
+    )
+
+
+def fractional_labels_error(split_name: str, values: list[float], count: int) -> ValueError:
+    return ValueError(
+        f"split {split_name!r} has non-integer float labels: {_few(values)} ({count} rows); labels are class "
+        "indices or class names: convert the column to int or to strings"
+    )
+
+
+def boolean_labels_error(split_name: str) -> ValueError:
+    return ValueError(
+        f"split {split_name!r} has boolean labels; convert them to integers (0/1) or class names "
+        "('no'/'yes') so the class order is explicit"
+    )
+
+
+def out_of_range_labels_error(split_name: str, values: list[int], count: int, num_classes: int) -> ValueError:
+    """A label >= the student's class count: the one message of every data form (API, CLI, streams)."""
+    return ValueError(
+        f"split {split_name!r} has labels outside the student's {num_classes} classes: {_few(values)} ({count} "
+        f"rows); labels are class indices 0..{num_classes - 1}. Set num_labels to {max(values) + 1} or more (or "
+        "class_names naming every class), or drop those rows"
+    )
+
+
+def column(split: datasets.Dataset, name: str) -> pa.ChunkedArray:
+    """Column `name` of `split` as Arrow, honouring select()/shuffle() indices and ignoring any transform."""
+    return _column(split, name)
 
 
 def _column(split: datasets.Dataset, name: str) -> pa.ChunkedArray:

@@ -33,6 +33,10 @@ class FeedStudent(nn.Module):
     In eval mode the connectors are skipped: inference costs exactly the bare student.
     """
 
+    # No transformers config: the Trainer reads `model.config` only through getattr(..., None) fallbacks, except
+    # its label-smoothing check, which needs the attribute to exist (label_smoothing_factor then works as there).
+    config = None
+
     def __init__(self, student: nn.Module, connectors: Sequence[nn.Module] = (), feature_tap: FeatureTap | None = None):
         super().__init__()
         self.student = student
@@ -41,11 +45,17 @@ class FeedStudent(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None) -> FeedStudentOutput:
         # `labels` is accepted (and unused) so the Trainer's column matching keeps it in the batch.
+        pixel_values = self.as_student_dtype(pixel_values)
         if not (self.training and len(self.connectors)):
             return FeedStudentOutput(logits=self.student(pixel_values))
         logits, student_map = self.feature_tap.logits_and_map(self.student, pixel_values)
         connected = tuple(connector(student_map) for connector in self.connectors)
         return FeedStudentOutput(logits=logits, connected_feature_maps=connected)
+
+    def as_student_dtype(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """`pixel_values` in the student's weight dtype, as transformers' vision models cast them (bf16_full_eval)."""
+        weight = next(self.student.parameters(), None)
+        return pixel_values if weight is None else pixel_values.to(weight.dtype)
 
 
 def student_map_shape(student: nn.Module, tap: FeatureTap) -> torch.Size:

@@ -46,7 +46,8 @@ def to_pixel_values(
     input size, its eval crop; random crop/flip when `training`). With `decide_input_size`, the student's input
     size is decided first from `input_size` and these images (`resolution.resolve_student_input_size`), so the
     transforms, the teachers' probes and the export agree; pass False for a second split of the same run.
-    `label_column=None`, or a dataset without it, gives `pixel_values` only (label-free FEED).
+    `label_column=None`, or a dataset without it (nor transformers' `labels`), gives `pixel_values` only (label-free
+    FEED); a warning names the other columns when there are some, in case one of them holds the labels.
     """
     columns = _column_names(dataset)
     if image_column not in columns:
@@ -54,7 +55,7 @@ def to_pixel_values(
             f"to_pixel_values: the dataset has no image column {image_column!r}; its columns are {columns}. "
             "Pass image_column= naming the column that holds the images"
         )
-    label = label_column if label_column in columns else None
+    label = _label_column(columns, image_column, label_column)
     kept = {image_column: "image", **({label: "label"} if label else {})}
     dataset = dataset.select_columns(list(kept)).rename_columns({k: v for k, v in kept.items() if k != v})
     if decide_input_size:
@@ -66,6 +67,22 @@ def to_pixel_values(
     if isinstance(dataset, datasets.Dataset):
         return with_pixel_values(dataset, transform, in_chans)
     return _stream_pixel_values(dataset, transform, in_chans)
+
+
+def _label_column(columns: list[str], image_column: str, label_column: str | None) -> str | None:
+    if label_column is None or label_column in columns:
+        return label_column
+    if label_column == "label" and "labels" in columns:  # transformers' name for the same column
+        return "labels"
+    others = [column for column in columns if column != image_column]
+    if others:
+        logger.warning(
+            "to_pixel_values: no label column %r; the dataset's other columns are %s. pixel_values only (label-free "
+            "FEED); pass label_column= naming the labels, or label_column=None to say there are none",
+            label_column,
+            others,
+        )
+    return None
 
 
 def _stream_pixel_values(stream: datasets.IterableDataset, transform: Any, in_chans: int) -> datasets.IterableDataset:

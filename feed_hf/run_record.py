@@ -100,7 +100,9 @@ def aligned_teacher_specs(teacher_sources: list[str], teacher_specs: list[str]) 
 def trained_label_free(trainer: Any, history: list[dict[str, Any]]) -> bool:
     """Whether the student learnt without labels (Σβ·FEED alone): a backbone without classes, the label-free
     evaluation (`label_free.enable_label_free_evaluation`), or training logs with FEED terms and no CE."""
-    if getattr(trainer.student, "num_classes", None) == 0 or getattr(trainer, "label_names", None) == []:
+    if getattr(trainer, "label_free", False) or getattr(trainer.student, "num_classes", None) == 0:
+        return True  # FeedTrainer found no labels in the train set, or the student has no classes
+    if getattr(trainer, "label_names", None) == []:  # label_free.enable_label_free_evaluation
         return True
     training_logs = [entry for entry in history if "loss" in entry and "eval_loss" not in entry]
     return any("feed/loss" in e for e in training_logs) and not any("loss/ce" in e for e in training_logs)

@@ -3,7 +3,9 @@
 A stream cannot be scanned before training, so three things differ from `data.load_image_splits`: there is no
 decode pre-check (an image that does not decode fails at its step), the class names come from the stream's
 `ClassLabel` or from `num_labels` / `class_names` (`pixel_values.label_names_of`), and an eval split that the
-dataset lacks is the first `max_eval_samples` examples of the train stream (skipped by training).
+dataset lacks is the first `max_eval_samples` examples of the train stream (skipped by training). The labels follow
+the same rules as unstreamed ones, checked batch by batch as they arrive, with the same messages
+(`label_range.checked_stream`); against the student's class count also when it comes from `num_labels` (the trainer).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import datasets
+
+from .label_range import checked_stream
 
 __all__ = ["check_streaming_steps", "load_image_streams", "refuse_stream_teacher_outputs"]
 
@@ -36,10 +40,12 @@ def load_image_streams(
         raise ValueError(f"dataset {data_args.dataset!r} has no split {eval_name!r}; it has {list(raw)}")
     head = datasets.Dataset.from_list(list(train.take(1)), features=train.features)
     image_column, label_column = pick_columns(head, data_args)
+    # Labels are checked in the split's own order (rows numbered as unstreamed), before any skip, take or shuffle.
+    train = _standard(train, image_column, label_column, data_args.train_split, data_args)
     if eval_name is not None:
-        evaluation = _standard(raw[eval_name], image_column, label_column)
+        evaluation = _standard(raw[eval_name], image_column, label_column, eval_name, data_args)
     elif data_args.max_eval_samples:
-        evaluation = _standard(train.take(data_args.max_eval_samples), image_column, label_column)
+        evaluation = train.take(data_args.max_eval_samples)
         train = train.skip(data_args.max_eval_samples)
     else:
         raise ValueError(
@@ -49,7 +55,6 @@ def load_image_streams(
         )
     if data_args.max_eval_samples and eval_name is not None:
         evaluation = evaluation.take(data_args.max_eval_samples)
-    train = _standard(train, image_column, label_column)
     if data_args.max_train_samples:
         train = train.take(data_args.max_train_samples)
     return datasets.IterableDatasetDict(train=train.shuffle(seed=seed, buffer_size=1000), eval=evaluation)
@@ -65,11 +70,17 @@ def check_streaming_steps(max_steps: int) -> None:
 
 
 def _standard(
-    stream: datasets.IterableDataset, image_column: str, label_column: str | None
+    stream: datasets.IterableDataset, image_column: str, label_column: str | None, name: str, data_args: Any
 ) -> datasets.IterableDataset:
+    """`image` (and `label`) columns only; labels checked batch by batch against the class names when known."""
     names = {image_column: "image", **({label_column: "label"} if label_column else {})}
     stream = stream.select_columns(list(names))
-    return stream.rename_columns({k: v for k, v in names.items() if k != v})
+    stream = stream.rename_columns({k: v for k, v in names.items() if k != v})
+    if label_column is None:
+        return stream
+    feature = (stream.features or {}).get("label")
+    num_classes = len(data_args.class_names) or (feature.num_classes if isinstance(feature, datasets.ClassLabel) else 0)
+    return checked_stream(stream, name, num_classes or None)
 
 
 def refuse_stream_teacher_outputs(args: object) -> None:

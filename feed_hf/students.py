@@ -51,14 +51,18 @@ class StudentSourceError(ValueError):
 def create_student(args: Any, num_labels: int | None = None) -> nn.Module:
     """`args.student` with `num_labels` classes (fresh, or pretrained with a new classifier), at `args.input_size`.
 
-    `args` is a `FeedConfig`; `args.num_labels` wins over `num_labels`.
+    `args` is a `FeedConfig`; `args.num_labels` wins over `num_labels` when set. 0 classes: a backbone (timm
+    `num_classes=0`), as for label-free FEED.
     """
     spec = args.student
     if not spec:
         raise ValueError("FeedConfig.student is not set: name a timm model (e.g. 'resnet20_cifar') or pass model=")
-    num_labels = args.num_labels or num_labels
+    num_labels = args.num_labels if args.num_labels is not None else num_labels
     if num_labels is None:
-        raise ValueError("num_labels is unknown: set FeedConfig.num_labels or give a train set with a ClassLabel")
+        raise ValueError(
+            "num_labels is unknown: set FeedConfig.num_labels (0 for a backbone without classes) or give a train set "
+            "with a ClassLabel"
+        )
     if student_has_pretrained_weights(spec):
         model = _pretrained_student(spec, args.teacher_allow_pickle)
         model.reset_classifier(num_labels)  # fresh head for the user's classes, whatever the source's count

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["adapt_state_dict", "split_model_kwargs"]
+__all__ = ["adapt_state_dict", "split_model_kwargs", "take_checkpoint_kwarg"]
+
+# Suffixes of files a keyword argument may name (weights, pickles, archives): read only through feed-hf's loader.
+_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".pkl", ".pickle", ".tar", ".npz", ".h5")
 
 _MODEL_KWARGS = re.compile(r"^[A-Za-z_]\w*=[^&=?]*(&[A-Za-z_]\w*=[^&=?]*)*$")
 
@@ -25,6 +29,26 @@ def split_model_kwargs(spec: str) -> tuple[str, dict[str, Any]]:
     if not separator or not base or not _MODEL_KWARGS.match(query):
         return spec, {}
     return base, {key: _parse_kwarg(text) for key, _, text in (item.partition("=") for item in query.split("&"))}
+
+
+def take_checkpoint_kwarg(spec: str, model_kwargs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """(`model_kwargs` without `checkpoint_path`, that path): timm would read the file itself, past the pickle policy.
+
+    The caller loads it with `teacher_sources.load_checkpoint_state_dict` (safetensors, or a pickle only with the
+    opt-in, read with `weights_only=True`). Any other keyword argument that names a file is refused by name: what
+    timm would do with it is not checked.
+    """
+    kwargs = dict(model_kwargs)
+    checkpoint = kwargs.pop("checkpoint_path", None)
+    for key, value in kwargs.items():
+        if isinstance(value, str) and (value.lower().endswith(_FILE_SUFFIXES) or Path(value).is_file()):
+            raise ValueError(
+                f"teacher {spec!r}: keyword argument {key}={value!r} names a file, and feed-hf reads files only "
+                "through its own loader; give weights as NAME=FILE or ?checkpoint_path=FILE"
+            )
+    if checkpoint is not None and not isinstance(checkpoint, str):
+        raise ValueError(f"teacher {spec!r}: checkpoint_path={checkpoint!r} is not a file path")
+    return kwargs, checkpoint
 
 
 def _parse_kwarg(text: str) -> Any:

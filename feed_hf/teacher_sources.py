@@ -29,6 +29,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.file_download import repo_folder_name
 from torch import nn
 
+from .files import CONNECTORS_NAME
 from .teacher_kwargs import adapt_state_dict, split_model_kwargs
 
 __all__ = [
@@ -52,6 +53,7 @@ PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 _SAFETENSORS_NAMES = ("model.safetensors", "open_clip_model.safetensors", "open_clip_pytorch_model.safetensors")
 _PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.pth", "model.pth", "open_clip_pytorch_model.bin")
 _COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+_NOT_WEIGHTS = (CONNECTORS_NAME,)  # what an export holds beside the model's weights: never the model itself
 
 
 class TeacherSourceError(ValueError):
@@ -87,7 +89,7 @@ def load_adapted_state_dict(
 
 def choose_weights_file(spec: str, names: list[str], allow_pickle: bool) -> str:
     """The weights file to load among a source's top-level file `names`: safetensors whenever there is one."""
-    top_level = [name for name in names if "/" not in name]
+    top_level = [name for name in names if "/" not in name and name not in _NOT_WEIGHTS]
     safe = [n for n in _SAFETENSORS_NAMES if n in top_level]
     safe += sorted(n for n in top_level if n.endswith(".safetensors") and n not in safe)
     if safe:
@@ -122,7 +124,11 @@ def load_checkpoint_state_dict(path: str | Path, allow_pickle: bool = False) -> 
         try:
             state_dict = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # pickle.UnpicklingError, RuntimeError, EOFError, ...
-            raise ValueError(f"checkpoint {str(path)!r} could not be read with weights_only=True ({error})") from None
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]  # torch's own is a page long
+            raise ValueError(
+                f"checkpoint {str(path)!r} could not be read with weights_only=True ({reason}); it holds more than "
+                "tensors (maybe code). Convert it to safetensors where it was made, or do not use it"
+            ) from None
     else:
         raise ValueError(f"checkpoint {str(path)!r}: unknown format; expected .safetensors or {PICKLE_SUFFIXES}")
     for wrapper_key in ("state_dict", "model"):

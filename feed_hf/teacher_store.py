@@ -4,8 +4,9 @@ Why this design (docs/performance.md, "Teacher store", has the measurements):
 
 - **Work done once.** For each image, K draws of (crop top, crop left, flip) are made as `random_crop_flip` makes
   them (FKD, Shen & Xing, ECCV 2022, for logits; here for feature maps) and every teacher's map of each view is
-  stored with them. Training draws one of the K views per image per epoch and applies exactly that crop/flip to
-  the student's input (`replay_crop_flip`). K = 1 without augmentation is the in-memory cache's behaviour.
+  stored with them (`store_build.py`). Training draws one of the K views per image per epoch and applies exactly
+  that crop/flip to the student's input (`replay_crop_flip`). K = 1 without augmentation is the in-memory cache's
+  behaviour.
 - **Safetensors shards, memory-mapped** (`store_files.py`), not Arrow: a step gathers 128 random rows of
   `[C, H, W]` maps; from a mapped file that is one indexed copy per teacher, where `datasets` would convert rows
   through Arrow/NumPy one by one. Each rank writes its own shard with no coordination, the files carry no
@@ -15,6 +16,12 @@ Why this design (docs/performance.md, "Teacher store", has the measurements):
 - **Keyed, refused when stale.** The folder is `<root>/<fingerprint>`, the fingerprint of `store_key` (teacher
   weights by digest, feature selection, map shape, preprocessing, data, K, augmentation, seed, dtype). Opening
   compares the manifest's key with this run's, field by field, and refuses any difference (`StaleTeacherStoreError`).
+- **Verified, not trusted.** Every row's checksum is written at build and a sample of them (all, on request) is
+  checked at every opening (`store_integrity.py`): a truncated, edited or shuffled store is refused, never used.
+- **Bounded, and clean when it fails.** The views are bounded by the crops the augmentation can draw and the size
+  is checked against the disk before any teacher forward (`store_limits.py`); the shard is reserved on disk before
+  it is filled, so a full disk is an error, not SIGBUS; a failed build removes its `.building` folder; one builder
+  at a time (`store_lock.py`), the others wait and reuse its store.
 - **Shared across ranks and runs.** Under DDP rank r computes the views of its contiguous block of images only, a
   barrier waits for every shard, the main process writes the manifest (the completion marker) and renames the
   folder into place, and every rank maps every shard. Another run, a β sweep, an experiment grid or an sFEED
@@ -23,25 +30,43 @@ Why this design (docs/performance.md, "Teacher store", has the measurements):
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Subset
-from transformers import default_data_collator
+from torch.utils.data import Dataset
 
-from .store_files import allocate_safetensors, map_safetensors
+from .store_build import build_shard, image_block, shard_bytes, shard_name
+from .store_files import map_safetensors
+from .store_integrity import StoreIntegrityError, checksum_fields, read_manifest, verify_shard
+from .store_limits import StoreSpaceError, check_free_space, human_bytes
+from .store_lock import StoreBuildLock, StoreFolderError, folder_error
 from .teacher_store_key import StoreSettings, store_fingerprint, store_key
 from .teachers import FrozenTeacher
-from .transforms import draw_crop_flip, replay_crop_flip
+from .transforms import replay_crop_flip
 
-__all__ = ["StaleTeacherStoreError", "StoreSettings", "TeacherStore", "default_store_root", "open_or_build_store"]
+__all__ = [
+    "StaleTeacherStoreError",
+    "StoreFolderError",
+    "StoreIntegrityError",
+    "StoreSettings",
+    "StoreSpaceError",
+    "TeacherStore",
+    "default_store_root",
+    "image_block",
+    "open_or_build_store",
+]
 
+logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
+Verification = Literal["sampled", "full"]
+_SPACE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 class StaleTeacherStoreError(ValueError):
@@ -52,11 +77,6 @@ def default_store_root() -> Path:
     """`$XDG_CACHE_HOME/feed_hf/teacher_store` (default `~/.cache/feed_hf/teacher_store`)."""
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(cache) / "feed_hf" / "teacher_store"
-
-
-def image_block(num_images: int, rank: int, world_size: int) -> tuple[int, int]:
-    """The contiguous block [start, end) of images rank `rank` of `world_size` computes."""
-    return rank * num_images // world_size, (rank + 1) * num_images // world_size
 
 
 class TeacherStore:
@@ -71,19 +91,23 @@ class TeacherStore:
         self.shard_starts = torch.tensor([shard["start"] for shard in manifest["shards"]])
 
     @classmethod
-    def open(cls, path: str | Path, expected_key: dict[str, Any]) -> TeacherStore:
-        """The store at `path`, refused with `StaleTeacherStoreError` unless its key equals `expected_key`."""
+    def open(cls, path: str | Path, expected_key: dict[str, Any], verify: Verification = "sampled") -> TeacherStore:
+        """The store at `path`, verified (`store_integrity.verify_shard`; every row with `verify="full"`).
+
+        Refused with `StaleTeacherStoreError` unless its key equals `expected_key`, with `StoreIntegrityError` when a
+        file is missing, truncated or differs from what its build wrote.
+        """
         path = Path(path)
-        manifest = json.loads((path / MANIFEST).read_text())
-        differing = _differing_fields(manifest.get("key", {}), expected_key)
+        manifest = read_manifest(path, MANIFEST)
+        differing = _differing_fields(manifest["key"], expected_key)
         if differing:
             raise StaleTeacherStoreError(
                 f"teacher store {path} was built for other {', '.join(differing)} than this run's; it is not used. "
                 "Delete that folder, or point teacher_store_dir elsewhere, to build a fresh store."
             )
-        missing = [shard["file"] for shard in manifest["shards"] if not (path / shard["file"]).is_file()]
-        if missing:
-            raise StaleTeacherStoreError(f"teacher store {path} lacks {missing}; delete the folder to rebuild it")
+        views = StoreSettings(**manifest["key"]["settings"]).views
+        for entry in manifest["shards"]:
+            verify_shard(path, entry, views, full=verify == "full")
         return cls(path, manifest)
 
     def lookup(
@@ -140,68 +164,6 @@ def _differing_fields(found: dict[str, Any], expected: dict[str, Any]) -> list[s
     return differing
 
 
-def recorded_augmentations(num_images: int, settings: StoreSettings) -> torch.Tensor:
-    """`[3, num_images, K]` (top, left, flipped) drawn from `settings.seed`: the same on every rank, no messages."""
-    generator = torch.Generator().manual_seed(settings.seed)
-    if settings.augmentation == "none":  # nothing to replay: the views are the images as loaded
-        return torch.zeros((3, num_images, settings.views), dtype=torch.int64)
-    draws = draw_crop_flip(
-        num_images * settings.views, settings.padding, settings.augmentation == "crop_flip", generator
-    )
-    return torch.stack(draws).view(3, num_images, settings.views)
-
-
-@torch.no_grad()
-def build_shard(
-    path: Path,
-    teachers: Sequence[FrozenTeacher],
-    dataset: Dataset,
-    block: tuple[int, int],
-    settings: StoreSettings,
-    batch_size: int,
-    device: torch.device,
-) -> None:
-    """Compute and write the views of images [start, end): one teacher forward per (image, view, teacher)."""
-    start, end = block
-    views = settings.views
-    draws = recorded_augmentations(len(dataset), settings)[:, start:end]
-    specs: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {"augmentation": (torch.int64, tuple(draws.shape))}
-    for index, teacher in enumerate(teachers):
-        specs[f"maps_{index}"] = (settings.torch_dtype, ((end - start) * views, *_map_shape(teacher)))
-        if settings.with_logits:
-            specs[f"logits_{index}"] = (settings.torch_dtype, ((end - start) * views, _num_classes(teacher)))
-    tensors = allocate_safetensors(path, specs, {"start": str(start), "end": str(end)})
-    tensors["augmentation"].copy_(draws)
-    loader = DataLoader(Subset(dataset, range(start, end)), batch_size, collate_fn=default_data_collator)
-    first = 0
-    for batch in loader:
-        pixels = batch["pixel_values"].to(device)
-        local = torch.arange(first, first + len(pixels))
-        first += len(pixels)
-        for view in range(views):
-            top, left, flipped = draws[:, local, view]
-            seen = (
-                pixels
-                if settings.augmentation == "none"
-                else replay_crop_flip(pixels, top, left, flipped, settings.padding)
-            )
-            rows = local * views + view
-            for index, teacher in enumerate(teachers):
-                feature_map, logits = teacher(seen, with_logits=settings.with_logits)
-                tensors[f"maps_{index}"][rows] = feature_map.to("cpu", settings.torch_dtype)
-                if logits is not None:
-                    tensors[f"logits_{index}"][rows] = logits.to("cpu", settings.torch_dtype)
-    del tensors  # unmaps: the pages are written back to the file
-
-
-def _map_shape(teacher: FrozenTeacher) -> tuple[int, int, int]:
-    return (int(teacher.feature_shape[0]), *(int(side) for side in teacher.compare_size))
-
-
-def _num_classes(teacher: FrozenTeacher) -> int:
-    return int(teacher.model.num_classes)
-
-
 def open_or_build_store(
     teachers: Sequence[FrozenTeacher],
     dataset: Dataset,
@@ -212,39 +174,127 @@ def open_or_build_store(
     rank: int = 0,
     world_size: int = 1,
     barrier: Callable[[], None] = lambda: None,
+    verify: Verification = "sampled",
 ) -> TeacherStore:
     """The store for (teachers, data, settings) under `root`, built first if absent (this rank's block only).
 
-    Every rank must call it (it holds `barrier` twice when building). Rank 0 writes the manifest last and moves
-    the folder into place, so a store is either complete or absent.
+    Every rank must call it (it holds `barrier` twice, four times when building). Rank 0 checks the size against the
+    free space, holds the build lock, writes the manifest last and moves the folder into place, so a store is either
+    complete or absent; a build that fails leaves no `.building` folder (one killed is cleared by the next builder).
     """
     key = store_key(teachers, dataset, settings)
-    final = Path(root or default_store_root()) / store_fingerprint(key)
-    if not (final / MANIFEST).is_file():
-        building = final.with_name(final.name + ".building")
-        building.mkdir(parents=True, exist_ok=True)
-        block = image_block(len(dataset), rank, world_size)
-        shard = f"shard-{rank:05d}-of-{world_size:05d}.safetensors"
-        build_shard(building / shard, teachers, dataset, block, settings, batch_size, device or torch.device("cpu"))
+    final = _store_folder(Path(root or default_store_root()), store_fingerprint(key))
+    build = (teachers, dataset, settings, batch_size, device or torch.device("cpu"))
+    _build_if_absent(final, key, build, rank, world_size, barrier)
+    store = TeacherStore.open(final, key, verify)
+    barrier()  # every rank verified its sample before any rank reads a row
+    return store
+
+
+def _store_folder(root: Path, fingerprint: str) -> Path:
+    if root.exists() and not root.is_dir():
+        raise StoreFolderError(f"teacher_store_dir {root} is a file, not a folder; point teacher_store_dir at a folder")
+    final = root / fingerprint
+    if final.exists() and not final.is_dir():
+        raise StoreFolderError(f"teacher store {final} is a file, not a store folder; delete it or move it away")
+    return final
+
+
+def _check_writable(final: Path) -> None:
+    """Before a build: the folder that will hold the store can be written (checked before its size is)."""
+    existing = next(path for path in (final, *final.parents) if path.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise folder_error(existing, PermissionError(errno.EACCES, "not writable"), "create a store in")
+
+
+def _blocks(num_images: int, world_size: int) -> list[tuple[int, int]]:
+    return [image_block(num_images, rank, world_size) for rank in range(world_size)]
+
+
+def _lowering(settings: StoreSettings) -> str:
+    options = [f"teacher_store_views (now {settings.views})"]
+    if settings.dtype == "float32":
+        options.append("teacher_store_dtype (now float32; bfloat16 halves it)")
+    return ", ".join(options) + ", or the number of images (max_train_samples)"
+
+
+def _build_if_absent(
+    final: Path, key: dict[str, Any], build: tuple, rank: int, world_size: int, barrier: Callable[[], None]
+) -> None:
+    """Build the store at `final` unless it is complete: collective, every rank takes the branch rank 0 decides.
+
+    Rank 0 decides under the lock, and only a lock holder completes a store, so after the first barrier every rank
+    sees the same folder: complete (reuse it), or with a fresh `.building` folder (build).
+    """
+    teachers, dataset, settings, batch_size, device = build
+    needed = sum(shard_bytes(teachers, end - start, settings) for start, end in _blocks(len(dataset), world_size))
+    what = f"{len(dataset)} images × {settings.views} views × {len(teachers)} teachers in {settings.dtype}"
+    building = final.with_name(final.name + ".building")
+    lock = None
+    try:
+        if rank == 0 and not (final / MANIFEST).is_file():
+            _check_writable(final)
+            lock = StoreBuildLock(final)
+            lock.acquire()  # waits while another run builds this store
+            if not (final / MANIFEST).is_file():  # the disk as it is once no other builder writes to it
+                check_free_space(final, needed, what, _lowering(settings))
+                _fresh_folder(building)  # a killed builder's leftovers are cleared under the lock
+                logger.info("building teacher store %s: %s, %s", final, what, human_bytes(needed))
         barrier()
-        if rank == 0:
-            _finish(building, final, key, len(dataset), world_size)
-        barrier()
-    return TeacherStore.open(final, key)
+        if not (final / MANIFEST).is_file():
+            shard = building / shard_name(rank, world_size)
+            block = image_block(len(dataset), rank, world_size)
+            build_shard(shard, teachers, dataset, block, settings, batch_size, device)
+            barrier()
+            if rank == 0:
+                _finish(building, final, key, len(dataset), world_size)
+            barrier()
+    except OSError as error:
+        _discard(building, rank, world_size, lock is not None)
+        raise _build_error(error, building, f"{what}, {human_bytes(needed)}") from None
+    except BaseException:
+        _discard(building, rank, world_size, lock is not None)
+        raise
+    finally:
+        if lock is not None:
+            lock.release(complete=(final / MANIFEST).is_file())
+
+
+def _fresh_folder(building: Path) -> None:
+    try:
+        shutil.rmtree(building, ignore_errors=True)
+        building.mkdir(parents=True)
+    except OSError as error:
+        raise folder_error(building.parent, error, "create a store in") from None
+
+
+def _discard(building: Path, rank: int, world_size: int, locked: bool) -> None:
+    """What this rank wrote of a failed build: the whole `.building` folder by the lock holder, else its own shard."""
+    if locked:
+        shutil.rmtree(building, ignore_errors=True)
+        return
+    shard = building / shard_name(rank, world_size)
+    for path in (shard, shard.with_name(shard.name + ".digests.safetensors")):
+        path.unlink(missing_ok=True)
+
+
+def _build_error(error: OSError, building: Path, description: str) -> ValueError:
+    where = error.filename or building
+    if error.errno in _SPACE_ERRORS:
+        return StoreSpaceError(
+            f"the disk filled while building the teacher store ({description}) at {where} ({error.strerror}); "
+            "nothing was kept. Free space there, lower teacher_store_views, or point teacher_store_dir at a "
+            "larger disk"
+        )
+    return folder_error(Path(where), error, "write the teacher store to")
 
 
 def _finish(building: Path, final: Path, key: dict[str, Any], num_images: int, world_size: int) -> None:
-    shards = [
-        {
-            "file": f"shard-{rank:05d}-of-{world_size:05d}.safetensors",
-            "start": image_block(num_images, rank, world_size)[0],
-        }
-        for rank in range(world_size)
-    ]
+    shards = []
+    for rank, (start, end) in enumerate(_blocks(num_images, world_size)):
+        file = shard_name(rank, world_size)
+        shards.append({"file": file, "start": start, "end": end, **checksum_fields(building / file)})
     manifest = {"key": key, "num_images": num_images, "shards": shards}
     (building / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    if (final / MANIFEST).is_file():  # another run finished the same store first: keep theirs
-        shutil.rmtree(building)
-        return
     shutil.rmtree(final, ignore_errors=True)  # an incomplete folder (no manifest) is never read
     os.replace(building, final)

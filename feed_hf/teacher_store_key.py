@@ -7,6 +7,8 @@ compared map shape, its autocast dtype and its input re-normalisation; for the d
 `datasets` fingerprint when there is one and a SHA-256 of a few images' pixels as the model receives them (so a
 change of input size, resize or normalisation is seen); and the store's own settings (views K, the augmentation's
 padding and flip, the draw seed, the storage dtype, whether logits are stored). Labels are not part of it.
+Format 2 added the stores' checksums (`store_integrity`): a store of format 1 has another key, so it is rebuilt
+beside the old folder, never opened without checksums.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from .store_limits import check_store_views
 from .teachers import FrozenTeacher
 
 __all__ = ["StoreSettings", "dataset_facts", "store_fingerprint", "store_key", "teacher_facts"]
@@ -39,6 +42,15 @@ class StoreSettings:
     seed: int = 0
     dtype: str = "bfloat16"
     with_logits: bool = False
+
+    def __post_init__(self) -> None:
+        if self.augmentation not in ("none", "crop", "crop_flip"):
+            raise ValueError(f"store augmentation must be none, crop or crop_flip, got {self.augmentation!r}")
+        if self.dtype not in ("bfloat16", "float16", "float32"):
+            raise ValueError(f"teacher_store_dtype must be bfloat16, float16 or float32, got {self.dtype!r}")
+        if self.padding < 0:
+            raise ValueError(f"batch_augmentation_padding must be >= 0, got {self.padding}")
+        check_store_views(self.views, self.augmentation, self.padding)
 
     @property
     def torch_dtype(self) -> torch.dtype:
@@ -86,7 +98,7 @@ def dataset_facts(dataset: Dataset) -> dict[str, Any]:
 def store_key(teachers: Sequence[FrozenTeacher], dataset: Dataset, settings: StoreSettings) -> dict[str, Any]:
     """Everything the store's content depends on, as JSON-ready values."""
     return {
-        "format": 1,
+        "format": 2,
         "teachers": [teacher_facts(teacher) for teacher in teachers],
         "data": dataset_facts(dataset),
         "settings": asdict(settings),

@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .features import FeatureTap, common_spatial_size, match_spatial_size, probe_feature_shape
+from .teacher_kwargs import take_checkpoint_kwarg
 from .teacher_sources import (
     HubTeacherError,
     TeacherSourceError,
@@ -30,6 +31,8 @@ __all__ = [
     "FrozenTeacher",
     "HubTeacherError",
     "TeacherSourceError",
+    "check_finite_maps",
+    "check_finite_weights",
     "check_kd_classes",
     "fixed_input_size",
     "load_checkpoint_state_dict",
@@ -56,7 +59,19 @@ def load_teacher_model(spec: str, allow_pickle: bool = False) -> nn.Module:
     """
     if Path(spec).is_dir():  # a folder whose name looks like keyword arguments is still that folder
         return load_folder_teacher(spec, spec, allow_pickle)
+    full_spec = spec
     spec, model_kwargs = split_model_kwargs(spec)
+    model_kwargs, checkpoint = take_checkpoint_kwarg(full_spec, model_kwargs)
+    if checkpoint is None:
+        return _load_by_source(spec, allow_pickle, model_kwargs)
+    # `?checkpoint_path=FILE`: read by feed-hf's loader (pickle policy, weights_only) before anything is built.
+    state_dict = load_checkpoint_state_dict(checkpoint, allow_pickle)
+    model = _load_by_source(spec, allow_pickle, model_kwargs, pretrained=False)
+    load_adapted_state_dict(full_spec, model, state_dict, model_kwargs)
+    return model
+
+
+def _load_by_source(spec: str, allow_pickle: bool, model_kwargs: dict[str, Any], pretrained: bool = True) -> nn.Module:
     if spec.startswith("hf-hub:"):
         return load_hub_teacher(spec, allow_pickle, model_kwargs)
     if spec.startswith("local-dir:"):
@@ -66,6 +81,10 @@ def load_teacher_model(spec: str, allow_pickle: bool = False) -> nn.Module:
     if "=" in spec:
         name, checkpoint = spec.split("=", 1)
         return _model_from_checkpoint(name, checkpoint, allow_pickle, model_kwargs)
+    if not pretrained:  # weights come from checkpoint_path: the architecture alone
+        if not timm.is_model(spec):
+            raise ValueError(f"teacher architecture {spec!r} (with ?checkpoint_path=) is not a timm model name")
+        return timm.create_model(spec, **model_kwargs)
     return _pretrained_timm_model(spec, allow_pickle, model_kwargs)
 
 
@@ -163,6 +182,7 @@ class FrozenTeacher(nn.Module):
         input_size: int | None = None,
     ) -> None:
         super().__init__()
+        check_finite_weights(name, model)
         self.model = model.requires_grad_(False)
         self.name = name
         self.feature_tap = FeatureTap(model, feature_index, feature_module, role=name)
@@ -223,6 +243,30 @@ class FrozenTeacher(nn.Module):
         else:
             logits, feature_map = None, self.feature_tap.map_only(self.model, pixel_values)
         return match_spatial_size(feature_map, self.compare_size), logits
+
+
+def check_finite_weights(name: str, model: nn.Module) -> None:
+    """Refuse a teacher whose parameters or buffers (e.g. BatchNorm statistics) hold NaN or Inf, naming the tensor."""
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    for tensor_name, tensor in tensors:
+        if tensor.is_floating_point() and tensor.device.type != "meta" and not bool(torch.isfinite(tensor).all()):
+            count = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(
+                f"{name}: its weights hold non-finite values ({tensor_name}: {count} of {tensor.numel()} values "
+                "NaN or Inf); a teacher with NaN/Inf weights or statistics cannot teach. Check its checkpoint "
+                "(a diverged training, a bad conversion) or use another teacher"
+            )
+
+
+def check_finite_maps(name: str, feature_map: torch.Tensor, where: str) -> None:
+    """Refuse a teacher whose feature map on `where` (e.g. "the first training batch") holds NaN or Inf."""
+    if not bool(torch.isfinite(feature_map).all()):
+        count = int((~torch.isfinite(feature_map)).sum())
+        raise FloatingPointError(
+            f"{name}: its feature maps on {where} hold {count} NaN/Inf values of {feature_map.numel()}; "
+            "nothing was trained on them. Check the teacher (its weights, teacher_dtype: float16 overflows) and "
+            "the input data"
+        )
 
 
 def _renormalization(student_config: dict, teacher_config: dict) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,12 +14,23 @@ from torch.utils.data import IterableDataset
 from transformers import Trainer, enable_full_determinism, set_seed
 
 from .checkpoints import CheckpointMarkerCallback, check_resume_compatible
-from .checks import check_export_target, check_labels_fit, check_not_empty, check_output_dir
+from .checks import check_export_target, check_labels_fit, check_output_dir, check_teacher_maps_once
+from .collators import SampleIndexCollator, check_collator_for_teacher_outputs
 from .config import FeedConfig
+from .distributed import place_teachers
 from .feature_cache import IndexedDataset, TeacherFeatureCache, open_store_for
 from .features import FeatureTap
-from .hub_callbacks import ExportPushCallback, check_hub_strategy
-from .label_free import cross_entropy_term, evaluation_loss
+from .hub_callbacks import ExportPushCallback
+from .label_free import (
+    check_label_free_setup,
+    check_student_has_classes,
+    cross_entropy_term,
+    dataset_has_labels,
+    enable_label_free_evaluation,
+    evaluation_loss,
+    student_num_labels,
+)
+from .label_range import check_datasets
 from .losses import ensemble_kd_loss, feed_loss
 from .metrics import top_k_accuracy
 from .model_init import ModelInitMixin, probe_model_init
@@ -32,6 +43,7 @@ from .student_export import StudentExportMixin
 from .students import create_student
 from .teacher_store import TeacherStore
 from .teachers import FrozenTeacher, check_kd_classes, load_teacher_model
+from .trainer_arguments import check_given_optimizer, check_optimizer_holds_connectors, check_trainer_arguments
 from .transforms import random_crop_flip
 from .weight_decay import decay_parameter_names
 
@@ -71,17 +83,14 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
         class_names: Sequence[str] | None = None,
         **trainer_kwargs: Any,
     ) -> None:
-        if not isinstance(args, FeedConfig):
-            raise TypeError(f"FeedTrainer needs args=FeedConfig(...), got {type(args).__name__}")
-        check_hub_strategy(args)
+        check_trainer_arguments(teachers, args, trainer_kwargs)  # refused by name before any work (hub_strategy too)
         # As Trainer does before it builds a model: the student and connectors built below start from args.seed.
         enable_full_determinism(args.seed) if args.full_determinism else set_seed(args.seed)
-        self.class_names = list(class_names) if class_names else _class_names(trainer_kwargs.get("train_dataset"))
+        labelled = self._read_labels(args, teachers, class_names, trainer_kwargs.get("train_dataset"))
         if model is None and trainer_kwargs.get("model_init") is not None:  # probed here; re-made at each train()
             model = self._model_init_probe = probe_model_init(trainer_kwargs["model_init"])
         if model is None:
-            num_labels = args.num_labels or (len(self.class_names) if self.class_names else None)
-            model = create_student(args, num_labels)
+            model = create_student(args, student_num_labels(args.num_labels, self.class_names, self.label_free))
         student = model
         bare_student = student.student if isinstance(student, FeedStudent) else student
         # One resolution for student=, model=, the teachers' probes and the export (FeedConfig.input_size wins).
@@ -103,12 +112,14 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
                 student, distilled, args.student_feature_index, args.student_feature_module, **args.connector_options()
             )
         check_labels_fit(self.class_names, student.student if isinstance(student, FeedStudent) else student)
+        check_student_has_classes(student.student if isinstance(student, FeedStudent) else student, labelled)
+        check_datasets(trainer_kwargs, getattr(bare_student, "num_classes", 0))  # not empty; labels < classes
         if args.should_save:  # the writer rank; the others never write there
             check_output_dir(args.output_dir)
-        check_not_empty(trainer_kwargs.get("train_dataset"))
         if args.channels_last:
             student.to(memory_format=torch.channels_last)
-        trainer_kwargs.setdefault("compute_metrics", top_k_accuracy)
+        trainer_kwargs.setdefault("compute_metrics", None if self.label_free else top_k_accuracy)  # else eval_loss
+        check_given_optimizer(trainer_kwargs, student)
         stores = (args.cache_teacher_features or args.teacher_store) and bool(self.teachers)
         if stores and trainer_kwargs.get("train_dataset") is not None:
             if isinstance(trainer_kwargs["train_dataset"], IterableDataset):  # stores are keyed by row index
@@ -117,10 +128,33 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
         super().__init__(model=student if self._model_init_probe is None else None, args=args, **trainer_kwargs)
         self.add_callback(CheckpointMarkerCallback(self.run_signature()))
         self.add_callback(ExportPushCallback(self.export))
-        self.teachers.to(self.args.device)
-        self.teacher_feature_cache = self._build_feature_cache() if stores else None
+        self._prepare_teachers_and_evaluation(trainer_kwargs, stores)
         self._loss_term_sums: dict[str, torch.Tensor] = {}
         self._loss_term_steps = 0
+
+    def _read_labels(
+        self, args: FeedConfig, teachers: Sequence[Any] | None, class_names: Sequence[str] | None, train_dataset: Any
+    ) -> bool | None:
+        """The run's class names and whether its train set has labels (None: unknown); label-free runs checked."""
+        self.class_names = list(class_names) if class_names else _class_names(train_dataset)
+        labelled = True if self.class_names else dataset_has_labels(train_dataset)
+        self.label_free = labelled is False  # no label in the train set: Σβ·FEED alone (label_free.py)
+        if self.label_free:
+            check_label_free_setup(None, list(teachers if teachers is not None else args.teachers), args.kd_weight)
+        return labelled
+
+    def _prepare_teachers_and_evaluation(self, trainer_kwargs: dict[str, Any], stores: bool) -> None:
+        """After Trainer.__init__: label-free evaluation, the teachers placed by accelerate, their outputs cached."""
+        if self.label_free:
+            enable_label_free_evaluation(self)
+        self.teachers = place_teachers(self.accelerator, self.teachers)
+        self.teacher_feature_cache = None
+        if stores:  # each batch keeps its items' sample_index whatever the collator; a user's collator checked first
+            self.data_collator = SampleIndexCollator(self.data_collator)
+            if trainer_kwargs.get("data_collator") is not None:
+                option = "teacher_store" if self.args.teacher_store else "cache_teacher_features"
+                check_collator_for_teacher_outputs(self.data_collator, self.train_dataset, option)
+            self.teacher_feature_cache = self._build_feature_cache()
 
     @staticmethod
     def _build_teachers(
@@ -156,12 +190,15 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
     def _build_feature_cache(self) -> TeacherFeatureCache | TeacherStore:
         if self.args.teacher_store:  # every rank builds its block, then maps the whole store
             return open_store_for(self.args, self.teachers, self.train_dataset, self.accelerator.wait_for_everyone)
-        return TeacherFeatureCache.build(
+        return TeacherFeatureCache.build(  # sharded like the store: each rank its block, then gathered
             self.teachers,
             self.train_dataset,
             self.args.per_device_eval_batch_size,
             self.args.device,
             with_logits=self.args.kd_weight > 0,
+            rank=self.args.process_index,
+            world_size=self.args.world_size,
+            gather=self.accelerator.gather,
         )
 
     def teacher_outputs(self, pixel_values: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -195,6 +232,7 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
             )
         else:
             teacher_maps, teacher_logits = self.teacher_outputs(pixel_values)
+            check_teacher_maps_once(self, teacher_maps)  # a teacher with NaN/Inf maps stops before the first update
         outputs = model(pixel_values)
         loss, terms = cross_entropy_term(outputs.logits, labels, self.args.label_smoothing_factor)
         if outputs.connected_feature_maps:
@@ -249,6 +287,18 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
             self._loss_term_sums, self._loss_term_steps = {}, 0
         super().log(logs, start_time)
 
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        """The Trainer's optimizer (or the one set on `trainer.optimizer`), refused if it misses the connectors."""
+        optimizer = super().create_optimizer(model)
+        check_optimizer_holds_connectors(optimizer, self.model if model is None else model, "trainer.optimizer")
+        return optimizer
+
+    def _set_signature_columns_if_needed(self) -> None:
+        # remove_unused_columns=True keeps forward's arguments; sample_index (the teacher outputs' key) is kept too.
+        super()._set_signature_columns_if_needed()
+        if "sample_index" not in self._signature_columns:
+            self._signature_columns.append("sample_index")
+
     def create_scheduler(
         self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None
     ) -> torch.optim.lr_scheduler.LRScheduler:
@@ -279,7 +329,7 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
         # The Trainer loads a non-PreTrainedModel checkpoint with strict=False and only logs missing keys:
         # resuming with other connectors or another student would silently start half fresh. Refuse instead.
         shapes = {k: list(v.shape) for k, v in self.accelerator.unwrap_model(self.model).state_dict().items()}
-        check_resume_compatible(resume_from_checkpoint, self.run_signature(), shapes)
+        check_resume_compatible(resume_from_checkpoint, self.run_signature(), shapes, self.args.teacher_allow_pickle)
         super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs: Any) -> Any:

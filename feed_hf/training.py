@@ -23,9 +23,10 @@ from transformers import set_seed
 
 from .checkpoints import last_complete_checkpoint
 from .config import FeedConfig
+from .config_checks import check_run_flags
 from .data import EMBEDDED_DATASETS, DataArguments, load_image_splits
 from .files import RESULTS_NAME
-from .label_free import check_label_free_setup, enable_label_free_evaluation
+from .label_free import check_label_free_setup
 from .pixel_values import run_class_names, to_pixel_values
 from .portable import write_local_sources
 from .resolution import image_split_size, resolve_student_input_size
@@ -53,13 +54,17 @@ def train_model(
     attached here. Returns what results.json holds.
     """
     started = time.perf_counter()
+    check_run_flags(args)  # do_train=False / do_predict=True refused; do_eval=False honoured below
     splits = splits if splits is not None else load_image_splits(data_args, seed=args.seed)
     trainer = build_trainer(data_args, args, splits)
     trainer.data_record = _data_record(data_args, splits)
     trainer.run_task, trainer.run_started, trainer.card_baseline_top1 = task, started, baseline_top1
     trainer.train(resume_from_checkpoint=_resume_checkpoint(args))  # ends with the export and its record
     failures: list[str] = []
-    _optional_step("evaluation", trainer.evaluate, failures)
+    if args.do_eval:
+        _optional_step("evaluation", trainer.evaluate, failures)
+    else:
+        logger.info("do_eval=False: no evaluation after training; the record carries no eval metrics")
     failures = trainer.write_record(failures=failures)  # the final record: metrics, or what failed
     if args.should_save:
         write_local_sources(args.output_dir, list(args.teachers), dataclasses.asdict(data_args))  # never pushed
@@ -116,16 +121,13 @@ def build_trainer(
     # batch_augmentation crops and flips inside the training step: the loader stays deterministic
     augment = data_args.augmentation and args.batch_augmentation == "none"
     as_pixels = functools.partial(to_pixel_values, student=student, decide_input_size=False)
-    trainer = FeedTrainer(
+    return FeedTrainer(  # a train split without labels: FeedTrainer itself trains and evaluates label-free
         model=student,
         args=args,
         train_dataset=as_pixels(train, training=augment, horizontal_flip=data_args.horizontal_flip),
         eval_dataset=as_pixels(splits["eval"], training=False),
         class_names=class_names,
     )
-    if class_names is None:
-        enable_label_free_evaluation(trainer)
-    return trainer
 
 
 class RunIncompleteError(RuntimeError):

@@ -10,12 +10,15 @@ Run with the FEED config itself so every baseline shares its data, student and s
 Same code as `feed-hf baselines`.
 """
 
-from feed_hf.runs.commands import report_user_errors, run_command
+import sys
+
+from feed_hf_cli import main as feed_hf  # --help answered without importing torch
+from feed_hf_cli import run_recipe
 
 
 def main(argv: list[str] | None = None):
-    return run_command("baselines", argv)
+    return run_recipe("baselines", argv)
 
 
 if __name__ == "__main__":
-    report_user_errors(main)  # a config error is one line, as from `feed-hf`
+    feed_hf(["baselines", *sys.argv[1:]])  # the same as `feed-hf baselines`: a config error is one line

@@ -8,12 +8,15 @@ Every run is exported under OUTPUT_DIR; the report goes to REPORT_PATH (+ PNG pl
 finished runs, so an interrupted experiment resumes. Same code as `feed-hf experiment`.
 """
 
-from feed_hf.runs.commands import report_user_errors, run_command
+import sys
+
+from feed_hf_cli import main as feed_hf  # --help answered without importing torch
+from feed_hf_cli import run_recipe
 
 
 def main(argv: list[str] | None = None):
-    return run_command("experiment", argv)
+    return run_recipe("experiment", argv)
 
 
 if __name__ == "__main__":
-    report_user_errors(main)  # a config error is one line, as from `feed-hf`
+    feed_hf(["experiment", *sys.argv[1:]])  # the same as `feed-hf experiment`: a config error is one line

@@ -12,12 +12,15 @@ The student is exported to OUTPUT_DIR (timm format + feed_config.json + README.m
 Same code as `feed-hf parallel`.
 """
 
-from feed_hf.runs.commands import report_user_errors, run_command
+import sys
+
+from feed_hf_cli import main as feed_hf  # --help answered without importing torch
+from feed_hf_cli import run_recipe
 
 
 def main(argv: list[str] | None = None):
-    return run_command("parallel", argv)
+    return run_recipe("parallel", argv)
 
 
 if __name__ == "__main__":
-    report_user_errors(main)  # a config error is one line, as from `feed-hf`
+    feed_hf(["parallel", *sys.argv[1:]])  # the same as `feed-hf parallel`: a config error is one line

@@ -9,12 +9,15 @@ accuracy per generation. Rerunning skips generations that already have a results
 Same code as `feed-hf sequential`.
 """
 
-from feed_hf.runs.commands import report_user_errors, run_command
+import sys
+
+from feed_hf_cli import main as feed_hf  # --help answered without importing torch
+from feed_hf_cli import run_recipe
 
 
 def main(argv: list[str] | None = None):
-    return run_command("sequential", argv)
+    return run_recipe("sequential", argv)
 
 
 if __name__ == "__main__":
-    report_user_errors(main)  # a config error is one line, as from `feed-hf`
+    feed_hf(["sequential", *sys.argv[1:]])  # the same as `feed-hf sequential`: a config error is one line

@@ -10,12 +10,15 @@ Teacher i lands in OUTPUT_DIR/teacher_i (config.json + model.safetensors + READM
 ready to be named in `teachers:` of a FEED config. Same code as `feed-hf teachers`.
 """
 
-from feed_hf.runs.commands import report_user_errors, run_command
+import sys
+
+from feed_hf_cli import main as feed_hf  # --help answered without importing torch
+from feed_hf_cli import run_recipe
 
 
 def main(argv: list[str] | None = None):
-    return run_command("teachers", argv)
+    return run_recipe("teachers", argv)
 
 
 if __name__ == "__main__":
-    report_user_errors(main)  # a config error is one line, as from `feed-hf`
+    feed_hf(["teachers", *sys.argv[1:]])  # the same as `feed-hf teachers`: a config error is one line

@@ -1,8 +1,10 @@
 import json
+import shutil
 
 import pytest
 from recipe_helpers import load_recipe, tiny_argv
 
+from feed_hf.export import export_file
 from feed_hf.runs.analysis import AnalysisArguments, load_feed_run, run_analysis
 
 
@@ -43,3 +45,28 @@ def test_student_without_connectors_is_explained(feed_run):
     _, teachers = feed_run
     with pytest.raises(ValueError, match="not a FEED student with connectors"):
         load_feed_run(teachers[0])
+
+
+def test_analyze_reads_weights_under_the_pickle_policy_and_names_a_truncated_connectors_file(
+    feed_run, tmp_path, capsys
+):
+    import safetensors.torch
+    import torch
+
+    from feed_hf.runs.commands import main
+
+    run_dir, _ = feed_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    torch.save(safetensors.torch.load_file(copy / "model.safetensors"), copy / "pytorch_model.bin")
+    (copy / "model.safetensors").unlink()  # a student whose weights exist only as a pickle
+    with pytest.raises(SystemExit) as exit_info:
+        main(["analyze", "--run_dir", str(copy), "--max_samples", "16"])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and error.startswith(f"feed-hf: error: student '{copy}' has its weights only")
+    assert "--allow_pickle true" in error
+    load_feed_run(copy, allow_pickle=True)  # opted in: read with weights_only=True
+    connectors = export_file(copy, "feed_connectors.safetensors")  # kept with the export, out of a plain upload
+    connectors.write_bytes(connectors.read_bytes()[:100])
+    with pytest.raises(ValueError, match=f"connectors file {connectors} is not a readable safetensors file"):
+        load_feed_run(copy, allow_pickle=True)

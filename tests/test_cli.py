@@ -16,6 +16,7 @@ import torch
 from recipe_helpers import load_recipe, tiny_argv
 from timm.models import save_for_hf
 
+import feed_hf_cli
 from feed_hf.runs.arguments import DATA_GROUP, FEED_GROUP, TRAINER_GROUP
 from feed_hf.runs.commands import COMMANDS, command_help, main, run_command
 from feed_hf.runs.jobs import teacher_architecture
@@ -53,17 +54,57 @@ def _help_in_a_fresh_process(name: str, cache: Path) -> tuple[str, bool]:
     return text + "\n", last.endswith("True")
 
 
-def test_cached_help_is_exactly_the_parsers_help_and_skips_the_training_stack(tmp_path, monkeypatch):
+def test_first_help_is_the_parsers_help_and_skips_the_training_stack(tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "120")
-    for attempt in range(3):  # an edit of any feed_hf source between the two runs changes the key: run again
-        cache = tmp_path / str(attempt)
-        expected = command_help("baselines")  # the real parser
-        first, first_imported = _help_in_a_fresh_process("baselines", cache)
-        second, second_imported = _help_in_a_fresh_process("baselines", cache)
-        if len(list((cache / "feed-hf" / "help").glob("baselines-*.txt"))) == 1:
-            break
+    expected = command_help("baselines")  # the real parser
+    first, first_imported = _help_in_a_fresh_process("baselines", tmp_path)
+    second, second_imported = _help_in_a_fresh_process("baselines", tmp_path)
     assert first == second == expected
-    assert first_imported and not second_imported  # the second answer came from the cache
+    assert not first_imported and not second_imported  # the shipped help data answered, the first time too
+    assert not (tmp_path / "feed-hf").exists()  # and nothing had to be built or cached
+
+
+def test_with_another_transformers_the_help_is_built_by_the_parser_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    spec = json.loads(feed_hf_cli.help_spec_path().read_text())
+    other = tmp_path / "cli_help.json"
+    other.write_text(json.dumps({**spec, "transformers": "0.0.1"}))
+    monkeypatch.setattr(feed_hf_cli, "help_spec_path", lambda: other)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert feed_hf_cli.shipped_help("baselines") is None  # not valid for this transformers
+    assert feed_hf_cli.command_help_text("baselines") == command_help("baselines")
+    assert len(list((tmp_path / "cache" / "feed-hf" / "help").glob("baselines-*.txt"))) == 1
+
+
+@pytest.mark.parametrize("columns", ["80", "150"])
+def test_shipped_help_data_matches_every_real_parser(monkeypatch, columns):
+    from feed_hf.runs.help_spec import build_help_spec
+
+    shipped = json.loads(feed_hf_cli.help_spec_path().read_text())
+    assert shipped == json.loads(json.dumps(build_help_spec())), (
+        "feed_hf/cli_help.json is out of date: run `python -m feed_hf.runs.help_spec` and commit it"
+    )
+    monkeypatch.setenv("COLUMNS", columns)
+    for name in COMMANDS:
+        assert feed_hf_cli.shipped_help(name) == command_help(name), name
+
+
+def test_a_recipes_help_is_the_commands_and_imports_no_torch(tmp_path):
+    code = (
+        "import runpy, sys\n"
+        "sys.argv = ['feed_parallel.py', '--help']\n"
+        f"runpy.run_path({str(ROOT / 'recipes' / 'feed_parallel.py')!r}, run_name='__main__')\n"
+        "print('heavy:', sorted(m for m in ('torch', 'transformers', 'feed_hf') if m in sys.modules))"
+    )
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path), COLUMNS="120")
+    done = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True, cwd=ROOT)
+    text, _, last = done.stdout.rstrip("\n").rpartition("\n")
+    assert last == "heavy: []"
+    os.environ["COLUMNS"] = "120"
+    try:
+        assert text + "\n" == command_help("parallel")
+    finally:
+        del os.environ["COLUMNS"]
 
 
 def test_help_with_a_config_file_shows_its_values_and_is_not_cached(tmp_path, monkeypatch, capsys):

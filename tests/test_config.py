@@ -38,7 +38,7 @@ def test_defaults_are_the_paper_loss(tmp_path):
         ({"connector_activation": "wiggle"}, "connector_activation='wiggle' is not a timm layer name"),
         ({"kd_weight": -0.5}, "kd_weight must be finite and >= 0"),
         ({"kd_temperature": 0.0}, "kd_temperature must be > 0"),
-        ({"num_labels": 0}, "num_labels must be >= 1, got 0"),
+        ({"num_labels": -1}, "num_labels must be >= 1 .*or 0 for a backbone.*got -1"),
     ],
 )
 def test_bad_values_name_field_and_allowed_values(tmp_path, fields, message):

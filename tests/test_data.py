@@ -127,3 +127,28 @@ def test_batch_crop_flip_on_device_matches_pad_and_crop():
     torch.manual_seed(1)
     flips = torch.stack([random_crop_flip(batch, padding=0, flip=True) for _ in range(20)])
     assert (flips == batch.flip(-1)).all(dim=(2, 3, 4)).any() and (flips == batch).all(dim=(2, 3, 4)).any()
+
+
+def test_data_shapes_that_used_to_raise_tracebacks_are_one_line(tmp_path, capsys):
+    from recipe_helpers import tiny_argv
+
+    from feed_hf.runs.commands import main
+
+    (tmp_path / "good").mkdir()
+    good = _write_parquet(tmp_path / "good")
+    with pytest.raises(ValueError, match="image_column and label_column are both 'img'; one column cannot hold"):
+        load_image_splits(DataArguments(dataset=str(good), image_column="img", label_column="img"))
+    with pytest.raises(ValueError, match=r"its 40 training images cannot give a held-out part of validation_fraction"):
+        load_image_splits(DataArguments(dataset=str(good / "train.parquet"), validation_fraction=0.01))
+    (tmp_path / "empty").mkdir()
+    folder = _write_parquet(tmp_path / "empty")
+    empty = datasets.load_dataset("parquet", data_files=str(folder / "test.parquet"), split="train").select([])
+    empty.to_parquet(str(folder / "test.parquet"))  # an eval split with no rows
+    message = rf"dataset '{folder}': the eval split 'test' is empty \(test.parquet hold no rows\); choose a split"
+    with pytest.raises(ValueError, match=message):
+        load_image_splits(DataArguments(dataset=str(folder), image_column="img", label_column="fine_label"))
+    argv = ["--baseline", "ce", "--dataset", str(folder), "--image_column", "img", "--label_column", "fine_label"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["baselines", *tiny_argv(tmp_path / "run", *argv)[2:]])
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and error.startswith(f"feed-hf: error: dataset '{folder}': the eval split")

@@ -57,7 +57,7 @@ def test_unknown_command_is_explained(capsys):
 def test_every_recipe_is_a_shim_over_a_command_of_the_table():
     for recipe in sorted(RECIPES.glob("*.py")):
         source = recipe.read_text()
-        named = [name for name in COMMANDS if f'run_command("{name}", argv)' in source]
+        named = [name for name in COMMANDS if f'run_recipe("{name}", argv)' in source]
         assert len(named) == 1, f"{recipe.name} does not run exactly one command of the table"
         assert len(source.splitlines()) < 40, f"{recipe.name} holds more than a docstring and a shim"
 

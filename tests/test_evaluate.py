@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import datasets
 import pytest
@@ -52,7 +53,7 @@ def test_evaluate_another_split_by_name(trained, tmp_path):
     ("argv", "message"),
     [
         (["--model", "resnet8_cifar", "--split", "eval"], "is neither an existing folder, local-dir:PATH nor hf-hub:"),
-        (["--model", "hf-hub:tester/no-such-repo", "--split", "eval"], "could not be loaded .*check the repo id"),
+        (["--model", "hf-hub:tester/no-such-repo", "--split", "eval"], "has no model repo 'tester/no-such-repo'"),
         (["--split", "test", "--model", "MODEL"], "has no split 'test'"),
         (["--split", "eval"], "the following arguments are required: --model"),
     ],
@@ -77,3 +78,21 @@ def test_evaluate_on_data_with_other_classes_is_refused(trained, tmp_path, capsy
     error = capsys.readouterr().err
     assert "was trained on classes ['0', '1', '2', '3', '4', …] (10) but this split's classes are ['0'" in error
     assert "(5); evaluate on data with the same classes" in error
+
+
+def test_evaluate_inputs_that_used_to_raise_tracebacks_are_one_line(trained, tmp_path, capsys):
+    output_dir, _ = trained
+    truncated = tmp_path / "truncated"
+    shutil.copytree(output_dir, truncated)
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:500])
+    cases = [
+        (["--model", str(truncated)], f"checkpoint '{weights}' is not a readable safetensors file"),
+        (["--model", str(output_dir), "--label_column", "none"], "split 'eval' has no labels (a label-free split)"),
+        (["--model", str(output_dir), "--output_json", str(tmp_path)], f"output_json '{tmp_path}' is a folder"),
+    ]
+    for argv, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["evaluate", *argv, "--split", "eval", *DATA])
+        error = capsys.readouterr().err.strip().splitlines()[-1]
+        assert exit_info.value.code == 2 and error.startswith(f"feed-hf: error: {message}"), error

@@ -45,6 +45,19 @@ def test_to_pixel_values_without_labels_and_other_columns():
     assert set(batch) == {"pixel_values"} and batch["pixel_values"].shape == (8, 3, 16, 16)
 
 
+def test_unlabelled_data_needs_no_label_column_none_and_a_labels_column_is_read(caplog):
+    student = timm.create_model("resnet8_cifar", num_classes=10)
+    images = digits_dataset().select(range(8))
+    with caplog.at_level(logging.WARNING, logger="feed_hf.pixel_values"):
+        unlabelled = _first_batch(to_pixel_values(images.remove_columns("label"), student, input_size=16), 8)
+    assert set(unlabelled) == {"pixel_values"} and not caplog.records  # images only: label-free, nothing to say
+    labels = _first_batch(to_pixel_values(images.rename_column("label", "labels"), student, input_size=16), 8)
+    assert labels["labels"].tolist() == images["label"]  # transformers' column name is not dropped silently
+    with caplog.at_level(logging.WARNING, logger="feed_hf.pixel_values"):
+        to_pixel_values(images.rename_column("label", "fine_label"), student, input_size=16)
+    assert "no label column 'label'; the dataset's other columns are ['fine_label']" in caplog.text
+
+
 def test_normalisation_rules():
     pixels = _natural_batch()
     mean, std = torch.tensor(IMAGENET[0]).view(3, 1, 1), torch.tensor(IMAGENET[1]).view(3, 1, 1)

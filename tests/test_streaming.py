@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
+from pathlib import Path
 
 import datasets
 import pytest
+import timm
+from PIL import Image
 from recipe_helpers import tiny_argv
+from timm.models import save_for_hf
 
 from feed_hf.data import DataArguments, digits_dataset, load_image_splits
 from feed_hf.pixel_values import run_class_names
@@ -61,3 +67,109 @@ def test_cli_streams_with_max_steps(tmp_path):
     run_command("baselines", argv)
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["label_names"] == [str(digit) for digit in range(10)]
+
+
+# ---- every documented --dataset form streams as it loads, labels checked with the same messages (issue 18, item 3)
+
+
+def _png(value: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), (value, 0, 0)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _images(labels, feature=None) -> datasets.Dataset:
+    features = datasets.Features(image=datasets.Image(), label=feature or datasets.ClassLabel(names=["a", "b", "c"]))
+    images = [{"bytes": _png(i * 9), "path": None} for i in range(len(labels))]
+    return datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
+
+
+def _imagefolder(root: Path, classes: bool) -> Path:
+    for split, count in (("train", 6), ("test", 3)):
+        for index in range(count):
+            folder = root / split / (f"class{index % 2}" if classes else "")
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8, 8), (index * 20, 0, 0)).save(folder / f"{index}.png")
+    return root
+
+
+def _forms(root: Path) -> dict[str, str]:
+    train, test = _images([0, 1, 2] * 5), _images([2, 1, 0])
+    (root / "parquet_folder").mkdir(), (root / "arrow_folder").mkdir()
+    train.to_parquet(str(root / "train.parquet"))
+    train.to_parquet(str(root / "parquet_folder" / "train.parquet"))
+    test.to_parquet(str(root / "parquet_folder" / "test.parquet"))
+    datasets.DatasetDict(train=train, test=test).save_to_disk(str(root / "saved"))
+    for name in ("train", "test"):  # a folder of .arrow files, one per split
+        shutil.copy(next((root / "saved" / name).glob("*.arrow")), root / "arrow_folder" / f"{name}.arrow")
+    return {
+        "digits": "digits",
+        "a .parquet file": str(root / "train.parquet"),
+        "an .arrow file": str(root / "arrow_folder" / "train.arrow"),
+        "a folder of parquet files": str(root / "parquet_folder"),
+        "a folder of arrow files": str(root / "arrow_folder"),
+        "a save_to_disk folder": str(root / "saved"),
+        "an imagefolder": str(_imagefolder(root / "classes", classes=True)),
+        "an imagefolder without class folders": str(_imagefolder(root / "no_classes", classes=False)),
+    }
+
+
+def test_every_documented_dataset_form_streams_as_it_loads(tmp_path):
+    """Same columns, class names and labels streamed or not (the Hub form is the same builders, by id)."""
+    for form, source in _forms(tmp_path).items():
+        settings = dict(dataset=source, max_eval_samples=None if form == "digits" else 3, horizontal_flip=False)
+        loaded = load_image_splits(DataArguments(**settings, validation_fraction=0.2))
+        streamed = load_image_splits(DataArguments(**{**settings, "max_eval_samples": 3}, streaming=True))
+        assert streamed["train"].column_names == loaded["train"].column_names, form
+        if "label" not in loaded["train"].column_names:
+            assert form == "an imagefolder without class folders" and list(streamed["train"]) != []
+            continue
+        assert streamed["train"].features["label"].names == loaded["train"].features["label"].names, form
+        labels = sorted(row["label"] for split in ("train", "eval") for row in streamed[split])
+        expected = [label for split in ("train", "eval") for label in loaded[split]["label"]]
+        if form not in ("digits", "a .parquet file", "an .arrow file"):  # an eval split of its own, 3 of it used
+            assert labels == sorted(expected), form
+        else:  # the carved eval part differs from the stream's head; every image is there once
+            assert len(labels) == (1797 if form == "digits" else 15), form
+
+
+BAD_LABELS = {
+    "negative": ([0, -1, 1, -1], datasets.Value("int64")),
+    "missing": ([0, None, 1, 2], datasets.Value("int64")),
+    "fractional": ([0.0, 0.5, 1.0, 2.0], datasets.Value("float64")),
+    "boolean": ([True, False, True, True], datasets.Value("bool")),
+    "ClassLabel -1": ([0, -1, 1, 2], None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LABELS))
+def test_streamed_labels_get_the_unstreamed_message_as_their_batch_arrives(tmp_path, case):
+    labels, feature = BAD_LABELS[case]
+    _images(labels, feature).to_parquet(str(tmp_path / "train.parquet"))
+    _images([0, 1, 2]).to_parquet(str(tmp_path / "test.parquet"))
+    settings = dict(dataset=str(tmp_path), class_names=["a", "b", "c"])
+    with pytest.raises(ValueError) as unstreamed:
+        load_image_splits(DataArguments(**settings))
+    stream = load_image_splits(DataArguments(**settings, streaming=True))["train"]
+    with pytest.raises(ValueError) as streamed:
+        list(stream)
+    assert str(streamed.value).replace("rows [1]", "rows [_]") == str(unstreamed.value).replace("rows [1]", "rows [_]")
+
+
+def test_a_stream_label_beyond_its_class_names_is_refused_as_it_arrives(tmp_path):
+    _images([0, 1, 5], datasets.Value("int64")).to_parquet(str(tmp_path / "train.parquet"))
+    _images([0, 1, 2]).to_parquet(str(tmp_path / "test.parquet"))
+    stream = load_image_splits(DataArguments(dataset=str(tmp_path), class_names=["a", "b"], streaming=True))
+    with pytest.raises(ValueError, match=r"split 'train' has labels outside the student's 2 classes: \[5\]"):
+        list(stream["train"])
+
+
+def test_an_imagefolder_without_class_folders_trains_label_free_from_the_cli(tmp_path):
+    folder = _imagefolder(tmp_path / "images", classes=False)
+    teacher = tmp_path / "teacher"
+    save_for_hf(timm.create_model("resnet8_cifar", num_classes=10), teacher, safe_serialization=True)
+    argv = ["--dataset", str(folder), "--teachers", str(teacher), "--max_steps", "1"]
+    for streaming in ("false", "true"):
+        run = tmp_path / f"run_{streaming}"
+        run_command("parallel", tiny_argv(run, *argv, "--streaming", streaming))
+        assert timm.create_model(f"local-dir:{run}", pretrained=True).num_classes == 0  # a backbone

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import safetensors.torch
-import timm
 import torch
 from timm.data import resolve_model_data_config
 from torch import nn
@@ -22,6 +22,7 @@ from ..files import RESULTS_NAME
 from ..losses import feed_distance
 from ..modeling import FeedStudent, build_feed_student, student_map_shape
 from ..portable import read_local_sources
+from ..teacher_sources import TeacherSourceError, load_folder_teacher
 from ..teachers import FrozenTeacher, load_teacher_model, recorded_teacher_spec
 from ..transforms import build_transform, with_pixel_values
 
@@ -41,17 +42,29 @@ class AnalysisArguments:
     max_samples: int | None = field(default=512, metadata={"help": "Images per split (None: all)."})
     output_dir: str | None = field(default=None, metadata={"help": "Where to write. Default: RUN_DIR/analysis."})
     seed: int = field(default=0, metadata={"help": "Seed of subsets and held-out connector initialisation."})
+    allow_pickle: bool = field(
+        default=False,
+        metadata={
+            "help": "Load a student or teacher whose weights exist only as a pickle (.bin/.pth), which can run code "
+            "when loaded; it is then read with weights_only=True. Off: such weights are refused."
+        },
+    )
 
 
-def load_feed_run(run_dir: str | Path) -> tuple[FeedStudent, list[FrozenTeacher], dict[str, Any]]:
-    """The exported student with its trained connectors, its teachers (frozen) and feed_config.json."""
+def load_feed_run(
+    run_dir: str | Path, allow_pickle: bool = False
+) -> tuple[FeedStudent, list[FrozenTeacher], dict[str, Any]]:
+    """The exported student with its trained connectors, its teachers (frozen) and feed_config.json.
+
+    Every weights file goes through the teachers' loaders (`teacher_sources`: a pickle only with `allow_pickle`).
+    """
     run_dir = Path(run_dir)
     feed = json.loads((run_dir / FEED_CONFIG_NAME).read_text())
     # feed_config.json names teachers portably (folder names); this machine's paths are kept beside it.
     feed["teachers"] = read_local_sources(run_dir).get("teachers") or feed["teachers"]
     if not feed["teachers"] or not export_file(run_dir, CONNECTORS_NAME).is_file():
         raise ValueError(f"{run_dir} is not a FEED student with connectors (no teachers or no {CONNECTORS_NAME})")
-    student = timm.create_model(f"local-dir:{run_dir}", pretrained=True)
+    student = _loaded("student", lambda: load_folder_teacher(str(run_dir), run_dir, allow_pickle))
     data_config = resolve_model_data_config(student)
     tap = FeatureTap(student, feed["student_feature_index"], feed["student_feature_module"], role="student")
     student_map_size = tuple(student_map_shape(student, tap)[1:])
@@ -59,7 +72,12 @@ def load_feed_run(run_dir: str | Path) -> tuple[FeedStudent, list[FrozenTeacher]
     teachers = [
         FrozenTeacher(
             # A Hub teacher at the commit the run used (resolved_teachers), not the repo's current one.
-            load_teacher_model(recorded_teacher_spec(spec, resolved)),
+            _loaded(
+                "teacher",
+                lambda spec=spec, resolved=resolved: load_teacher_model(
+                    recorded_teacher_spec(spec, resolved), allow_pickle
+                ),
+            ),
             data_config,
             feature_index=_or_last(resolved["feature_index"]),
             feature_module=resolved["feature_module"],
@@ -72,8 +90,32 @@ def load_feed_run(run_dir: str | Path) -> tuple[FeedStudent, list[FrozenTeacher]
     feed_student = build_feed_student(
         student, teachers, feed["student_feature_index"], feed["student_feature_module"], **feed["connector"]
     )
-    feed_student.connectors.load_state_dict(safetensors.torch.load_file(export_file(run_dir, CONNECTORS_NAME)))
+    _load_connectors(feed_student, export_file(run_dir, CONNECTORS_NAME))
     return feed_student.eval(), teachers, feed
+
+
+def _loaded(role: str, load: Callable[[], nn.Module]) -> nn.Module:
+    """`load()`, its refusal worded for `feed-hf analyze`: the role it loads, and its `--allow_pickle` opt-in."""
+    try:
+        return load()
+    except TeacherSourceError as error:  # the shared loaders name a teacher and FeedConfig's teacher_allow_pickle
+        message = str(error).replace("teacher ", f"{role} ", 1)
+        raise ValueError(message.replace("teacher_allow_pickle=True", "--allow_pickle true")) from None
+
+
+def _load_connectors(feed_student: FeedStudent, path: Path) -> None:
+    try:
+        state = safetensors.torch.load_file(path)
+    except (safetensors.SafetensorError, OSError) as error:
+        raise ValueError(
+            f"connectors file {path} is not a readable safetensors file ({error}); is it truncated? Re-export the "
+            "run (or copy the file again)"
+        ) from None
+    try:
+        feed_student.connectors.load_state_dict(state)
+    except RuntimeError as error:
+        detail = str(error).strip().splitlines()[-1].strip()
+        raise ValueError(f"connectors file {path} does not fit this run's connectors ({detail})") from None
 
 
 def _or_last(index: int | None) -> int:
@@ -143,7 +185,7 @@ def run_analysis(args: AnalysisArguments, data_args: DataArguments | None = None
     """Per-teacher reconstruction error on train and test, plus the held-out protocol; JSON + PNG."""
     torch.manual_seed(args.seed)
     run_dir = Path(args.run_dir)
-    feed_student, teachers, feed = load_feed_run(run_dir)
+    feed_student, teachers, feed = load_feed_run(run_dir, args.allow_pickle)
     data_args = data_args or _run_data_arguments(run_dir)
     loaders = _eval_loaders(feed_student.student, data_args, args)
     p, reduction = feed["feed_p"], feed["feed_reduction"]
@@ -161,7 +203,10 @@ def run_analysis(args: AnalysisArguments, data_args: DataArguments | None = None
     student_map_size = tuple(student_map_shape(feed_student.student, feed_student.feature_tap)[1:])
     for spec in args.heldout_teachers:
         teacher = FrozenTeacher(
-            load_teacher_model(spec), student_config, name=f"held-out ({spec})", student_map_size=student_map_size
+            _loaded("teacher", lambda spec=spec: load_teacher_model(spec, args.allow_pickle)),
+            student_config,
+            name=f"held-out ({spec})",
+            student_map_size=student_map_size,
         )
         connector = fit_heldout_connector(
             feed_student,

@@ -1,4 +1,8 @@
-"""Argument dataclasses from `[CONFIG.yaml|CONFIG.json] [--field value ...]`, every value checked on entry."""
+"""Argument dataclasses from `[CONFIG.yaml|CONFIG.json] [--field value ...]`, every value checked on entry.
+
+The config file comes first, or anywhere as `--config FILE`; a field's `aliases` (`--model_name_or_path` for
+`--student`) work on the command line and as keys of the file.
+"""
 
 from __future__ import annotations
 
@@ -34,6 +38,12 @@ class _ArgumentParser(HfArgumentParser):
         self._groups: dict[str, argparse._ArgumentGroup] = {}
         kwargs.setdefault("usage", _USAGE)  # the default usage line lists every option: 300 lines
         super().__init__(dataclass_types, **kwargs)
+        self.add_argument(  # read by parse_arguments before argparse sees the options; here for --help
+            "--config",
+            metavar="FILE",
+            default=argparse.SUPPRESS,
+            help="A YAML or JSON config file, the same as giving it first; options on the command line win over it.",
+        )
         rank = {title: index for index, title in enumerate(OPTION_GROUPS)}
         # argparse shows groups in creation order; a command's own options (e.g. --baseline) lead.
         self._action_groups.sort(key=lambda group: rank.get(group.title, -1) if group in self._groups.values() else -2)
@@ -83,10 +93,9 @@ def parse_arguments(
     would be on the command line (`feed_beta: 500` is `[500.0]`; `max_steps: 2.7` is an error naming the file and
     the field). Unknown keys in the file are an error that names them (a typo must not silently use a default).
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
+    config_path, argv = _config_file(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser(dataclass_types, prog=prog, description=description)
-    if argv and argv[0].endswith(CONFIG_SUFFIXES):
-        config_path, argv = argv[0], argv[1:]
+    if config_path is not None:
         values = _checked_values(config_path, read_config_file(config_path), dataclass_types)
         for action in parser._actions:
             if action.dest in values:
@@ -94,6 +103,27 @@ def parse_arguments(
         # Checked values go in as defaults: argparse does not convert non-text defaults again.
         parser.set_defaults(**values)
     return tuple(parser.parse_args_into_dataclasses(args=argv, look_for_args_file=False))
+
+
+def _config_file(argv: list[str]) -> tuple[str | None, list[str]]:
+    """The config file (first argument, or `--config FILE` / `--config=FILE` anywhere) and the other arguments."""
+    given = []
+    rest = []
+    words = iter(argv)
+    for index, word in enumerate(words):
+        if index == 0 and word.endswith(CONFIG_SUFFIXES):
+            given.append(word)
+        elif word == "--config":
+            given.append(next(words, None))
+            if given[-1] is None or given[-1].startswith("--"):
+                raise ValueError("--config needs a file: --config CONFIG.yaml")
+        elif word.startswith("--config="):
+            given.append(word.removeprefix("--config="))
+        else:
+            rest.append(word)
+    if len(given) > 1:
+        raise ValueError(f"config files {given}: give one, either first or with --config")
+    return (given[0] if given else None), rest
 
 
 def read_config_file(path: str) -> dict[str, Any]:
@@ -136,6 +166,7 @@ def _checked_values(path: str, values: dict[Any, Any], dataclass_types: Sequence
     specs: dict[str, tuple[Any, Any]] = {}
     for dataclass_type in dataclass_types:
         specs.update(field_specs(dataclass_type))
+    values = _resolve_aliases(path, values, dataclass_types)
     unknown = sorted(str(key) for key in values if key not in specs)
     if unknown:
         raise ValueError(f"{path}: unknown keys {unknown}; `--help` lists the options")
@@ -144,3 +175,19 @@ def _checked_values(path: str, values: dict[Any, Any], dataclass_types: Sequence
         annotation, default = specs[name]
         checked[name] = check_field_value(name, annotation, value, default=default, where=f"{path}: ")
     return checked
+
+
+def _resolve_aliases(path: str, values: dict[Any, Any], dataclass_types: Sequence[type]) -> dict[Any, Any]:
+    """Keys that are a field's alias (`model_name_or_path: x` is `student: x`) under the field's own name."""
+    aliases = {}
+    for dataclass_type in dataclass_types:
+        for spec in dataclasses.fields(dataclass_type):
+            for alias in spec.metadata.get("aliases", []):
+                aliases[alias.lstrip("-").replace("-", "_")] = spec.name
+    resolved = dict(values)
+    for key in [key for key in values if key in aliases]:
+        name = aliases[key]
+        if name in values:
+            raise ValueError(f"{path}: {key} and {name} are the same option; keep one")
+        resolved[name] = resolved.pop(key)
+    return resolved

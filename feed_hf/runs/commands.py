@@ -4,8 +4,8 @@
 `accelerate launch`) both come here: `run_command` parses the command's dataclasses and calls its function, and
 `report_user_errors` turns an error whose message already says what to do into one `feed-hf: error: …` line with
 exit status 2. Functions and dataclasses are named by import path and imported only when their command runs, so
-`feed-hf --help` and `feed-hf --version` import no training stack, and `feed-hf COMMAND --help` is read from a cache
-(`help_text.py`) once built.
+`feed-hf --help` and `feed-hf --version` import no training stack, and `feed-hf COMMAND --help` is rebuilt from the
+shipped `feed_hf/cli_help.json` (`help_spec.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ __all__ = [
     "analyze",
     "card",
     "command_help",
+    "env",
     "evaluate",
     "main",
     "push",
@@ -39,12 +40,16 @@ _USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, FloatingPointErr
 
 def run_command(name: str, argv: Sequence[str] | None = None) -> Any:
     """Parse `argv` into command `name`'s dataclasses and run it; returns the workflow's result."""
+    from ..config_checks import check_run_flags
     from .arguments import parse_arguments  # transformers' HfArgumentParser: only when a command runs
 
     if name not in COMMANDS:
         raise ValueError(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
     command = COMMANDS[name]
     parsed = parse_arguments(command.dataclass_types(), argv, prog=f"feed-hf {name}", description=command.description())
+    for arguments in parsed:
+        if hasattr(arguments, "do_train"):  # a training command: --do_train false / --do_predict true refused here
+            check_run_flags(arguments)
     return command.resolve()[0](*parsed)  # the training stack: only once the arguments are good
 
 
@@ -85,6 +90,15 @@ def card(card_args: Any) -> Any:
     path = write_model_card_from_results(card_args)
     print(f"model card written to {path}")
     return path
+
+
+def env() -> dict[str, Any]:
+    """`feed-hf env`: versions, platform, CPU/GPU, accelerate config and Hugging Face settings, for a bug report."""
+    from .environment import environment_report, environment_text
+
+    report = environment_report()
+    print(environment_text(report))
+    return report
 
 
 def evaluate(data_args: Any, evaluate_args: Any) -> dict[str, Any]:

@@ -10,9 +10,7 @@ from typing import Any
 
 import datasets
 import numpy as np
-import timm
 import torch
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from timm.data import resolve_model_data_config
 from torch import nn
 from torch.utils.data import DataLoader
@@ -20,6 +18,7 @@ from torch.utils.data import DataLoader
 from ..data import DataArguments, load_image_splits
 from ..files import atomic_write_text
 from ..metrics import top_k_from_logits
+from ..teacher_sources import TeacherSourceError, load_folder_teacher, load_hub_teacher
 from ..transforms import build_transform, with_pixel_values
 
 __all__ = [
@@ -54,29 +53,40 @@ class EvaluateArguments:
     )
     batch_size: int = field(default=128, metadata={"help": "Images per forward pass."})
     output_json: str | None = field(default=None, metadata={"help": "Also write the report to this JSON file."})
+    allow_pickle: bool = field(
+        default=False,
+        metadata={
+            "help": "Load a model whose weights exist only as a pickle (pytorch_model.bin), which can run code "
+            "when loaded; it is then read with weights_only=True. Off: such a model is refused."
+        },
+    )
 
 
-def load_exported_model(source: str | Path) -> nn.Module:
-    """A timm-format model in eval mode from a folder, `local-dir:PATH` or `hf-hub:ns/name[@revision]`."""
+def load_exported_model(source: str | Path, allow_pickle: bool = False) -> nn.Module:
+    """A timm-format model in eval mode from a folder, `local-dir:PATH` or `hf-hub:ns/name[@revision]`.
+
+    Read as teachers and students are (`teacher_sources`): `model.safetensors` whenever there is one, a pickle
+    (`pytorch_model.bin`) only with `allow_pickle` and then with `weights_only=True`, the weights checked against
+    the architecture on the meta device first.
+    """
     spec = str(source)
-    if not spec.startswith(("hf-hub:", "local-dir:")):
-        if not Path(spec).is_dir():
-            raise ValueError(
-                f"model {spec!r} is neither an existing folder, local-dir:PATH nor hf-hub:ns/name[@revision]; "
-                "give an exported model (config.json + model.safetensors)"
-            )
-        spec = f"local-dir:{spec}"
+    if not spec.startswith(("hf-hub:", "local-dir:")) and not Path(spec).is_dir():
+        raise ValueError(
+            f"model {spec!r} is neither an existing folder, local-dir:PATH nor hf-hub:ns/name[@revision]; "
+            "give an exported model (config.json + model.safetensors)"
+        )
     folder = spec.removeprefix("local-dir:")
-    if spec.startswith("local-dir:") and not (Path(folder) / "config.json").is_file():
+    if not spec.startswith("hf-hub:") and not (Path(folder) / "config.json").is_file():
         raise ValueError(f"model {str(source)!r}: {folder!r} holds no config.json; give a folder exported by feed-hf")
     try:
-        return timm.create_model(spec, pretrained=True).eval()
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(
-            f"model {str(source)!r} could not be loaded ({type(error).__name__}: {reason}); check the repo id, the "
-            "revision and HF_ENDPOINT, or log in for a private repo"
-        ) from None
+        if spec.startswith("hf-hub:"):
+            return load_hub_teacher(spec, allow_pickle).eval()
+        return load_folder_teacher(spec, folder, allow_pickle).eval()
+    except TeacherSourceError as error:  # the shared loaders name a teacher and its opt-in: say model, --allow_pickle
+        message = (
+            str(error).replace("teacher ", "model ", 1).replace("teacher_allow_pickle=True", "--allow_pickle true")
+        )
+        raise ValueError(message) from None
 
 
 @torch.no_grad()
@@ -104,9 +114,10 @@ def evaluation_split(data_args: DataArguments, split: str, seed: int) -> dataset
 
 def run_evaluation(data_args: DataArguments, evaluate_args: EvaluateArguments) -> dict[str, Any]:
     """Top-1/top-5 (%) of `evaluate_args.model` on the chosen split; written to `output_json` when set."""
-    model = load_exported_model(evaluate_args.model)
+    _check_output_json(evaluate_args.output_json)
+    model = load_exported_model(evaluate_args.model, evaluate_args.allow_pickle)
     split = evaluation_split(data_args, evaluate_args.split, evaluate_args.seed)
-    _check_classes(evaluate_args.model, model, split)
+    _check_classes(evaluate_args.model, model, split, evaluate_args.split)
     metrics = top_k_from_logits(predict_logits(model, split, evaluate_args.batch_size), split["label"])
     report = {
         "model": evaluate_args.model,
@@ -120,8 +131,28 @@ def run_evaluation(data_args: DataArguments, evaluate_args: EvaluateArguments) -
     return report
 
 
-def _check_classes(source: str, model: nn.Module, split: datasets.Dataset) -> None:
+def _check_output_json(output_json: str | None) -> None:
+    """Before any work: `output_json` names a file whose folder exists (made here) or can be made."""
+    if not output_json:
+        return
+    path = Path(output_json)
+    if path.is_dir():
+        raise ValueError(f"output_json {output_json!r} is a folder; give a file path, e.g. {str(path / 'eval.json')!r}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(
+            f"output_json {output_json!r}: cannot create its folder ({error.strerror}); choose another"
+        ) from None
+
+
+def _check_classes(source: str, model: nn.Module, split: datasets.Dataset, split_name: str) -> None:
     """The split's classes must be the model's outputs, by name and order when the export names them."""
+    if "label" not in split.column_names:
+        raise ValueError(
+            f"split {split_name!r} has no labels (a label-free split), and evaluate measures top-1 against labels; "
+            "choose a labelled split (--split) or name its label column (--label_column)"
+        )
     names = list(split.features["label"].names)
     trained = model.pretrained_cfg.get("label_names")
     if trained and list(trained) != names:

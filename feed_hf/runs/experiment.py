@@ -28,7 +28,7 @@ from ..training import read_results, train_model
 from .evaluation import ensemble_top1
 from .jobs import baseline_config
 from .preregistered_tests import analysis_plan, preregistered_tests
-from .statistics import paired_comparisons
+from .statistics import mean_std, paired_comparisons
 
 __all__ = [
     "ExperimentArguments",
@@ -131,16 +131,7 @@ def run_experiment(data_args: DataArguments, base: FeedConfig, experiment: Exper
         )
         return read_results(run_dir)["metrics"]["eval_top1"]
 
-    def sweep_mean_top1(beta: float) -> float:  # mean over the sweep's own seeds (never the test seeds)
-        if not experiment.beta_sweep_seeds:
-            return validation_top1(beta)
-        scores = [
-            validation_top1(beta, root / "beta_sweep" / f"seed_{seed}" / f"beta_{beta:g}", seed)
-            for seed in experiment.beta_sweep_seeds
-        ]
-        return statistics.mean(scores)
-
-    sweep_top1 = {beta: sweep_mean_top1(beta) for beta in experiment.beta_sweep}
+    sweep_top1 = _beta_sweep(validation_top1, experiment, root)
     best_beta = max(sweep_top1, key=sweep_top1.get)
     runs = grid.seeded_runs(method_overrides(teacher_dirs, large_dir, best_beta))
     generations = []
@@ -170,6 +161,20 @@ def run_experiment(data_args: DataArguments, base: FeedConfig, experiment: Exper
 
     write_report(summary, data_args, base, experiment, Path(experiment.report_path))
     return summary
+
+
+def _beta_sweep(validation_top1, experiment: ExperimentArguments, root: Path) -> dict[float, float]:
+    """Validation top-1 of each swept β: the mean over the sweep's own seeds (never a test seed) when given."""
+
+    def mean_top1(beta: float) -> float:
+        if not experiment.beta_sweep_seeds:
+            return validation_top1(beta)
+        return statistics.mean(
+            validation_top1(beta, root / "beta_sweep" / f"seed_{seed}" / f"beta_{beta:g}", seed)
+            for seed in experiment.beta_sweep_seeds
+        )
+
+    return {beta: mean_top1(beta) for beta in experiment.beta_sweep}
 
 
 def _train_grid_teachers(grid: _Grid, root: Path, experiment: ExperimentArguments) -> tuple[list[str], str | None]:
@@ -359,15 +364,6 @@ def parse_investigation(spec: str, base: FeedConfig) -> tuple[str, dict[str, Any
     return name, overrides
 
 
-def _mean_std(values: list[float]) -> dict[str, Any]:  # sample std (n - 1)
-    return {
-        "mean": statistics.mean(values),
-        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "n": len(values),
-        "values": values,
-    }
-
-
 def _summarise(root, teacher_dirs, large_dir, ensembles, sweep_top1, best_beta, runs, generations) -> dict[str, Any]:
     def top1(path) -> float:
         return read_results(path)["metrics"]["eval_top1"]
@@ -383,7 +379,7 @@ def _summarise(root, teacher_dirs, large_dir, ensembles, sweep_top1, best_beta, 
         "best_beta": best_beta,
         "methods": {
             name: {
-                **_mean_std([top1(p) for p in paths]),
+                **mean_std([top1(p) for p in paths]),
                 "seeds": [read_results(p)["seed"] for p in paths],
                 "optimizer_steps": [read_results(p).get("compute", {}).get("optimizer_steps") for p in paths],
                 "image_passes": [read_results(p).get("compute", {}).get("image_passes") for p in paths],

@@ -8,6 +8,7 @@ from typing import Any
 
 __all__ = [
     "holm_adjusted",
+    "mean_std",
     "minimum_detectable_difference",
     "one_sided_paired",
     "paired_comparison",
@@ -26,6 +27,16 @@ COMPARISONS = (
     ("pfeed_3", "kd_ensemble"),
     ("pfeed_3", "feed_single"),
 )
+
+
+def mean_std(values: list[float]) -> dict[str, Any]:
+    """Mean, sample standard deviation (n - 1; 0 for one value), n and the values of one method's seeds."""
+    return {
+        "mean": statistics.mean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "n": len(values),
+        "values": values,
+    }
 
 
 def minimum_detectable_difference(sd_difference: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
