@@ -4,6 +4,7 @@ with the default metric, `processing_class` is saved with the export, `create_mo
 the FEED card with every fact given, and `every_save` pushes run in the background."""
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import yaml
 from conftest import HUB_TOKEN, SyntheticImages, make_feed_config
 from huggingface_hub import ModelCard
 from test_card_metadata import markdown_rows
-from transformers import ViTImageProcessor
+from transformers import TrainerCallback, ViTImageProcessor
 
 from feed_hf import FeedTrainer
 from feed_hf.metrics import top_k_from_logits
@@ -161,3 +162,49 @@ def test_save_model_with_push_to_hub_pushes_as_the_trainer_does(loopback_hub, tm
     trainer.train()
     trainer.save_model()
     assert "model.safetensors" in loopback_hub.files("tester/saved")
+
+
+class _OpenTheHubAtTheEnd(TrainerCallback):
+    """At the end of training (before FeedTrainer waits for its pushes): note whether the Hub still holds the first
+    commit, then let it through."""
+
+    def __init__(self, hub, repo: str) -> None:
+        self.hub, self.repo, self.commits_before_the_end = hub, repo, None
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.commits_before_the_end = len(self.hub.commits(self.repo)) if self.repo in self.hub._repos else 0
+        self.hub.commit_gate.set()
+
+
+@pytest.mark.parametrize("always_push", [False, True])
+def test_every_save_pushes_in_the_background_without_stalling_training(loopback_hub, tmp_path, always_push):
+    repo = f"tester/every-save-{always_push}".lower()
+    args = make_feed_config(
+        tmp_path / "run",
+        push_to_hub=True,
+        hub_strategy="every_save",
+        hub_model_id=repo,
+        hub_token=HUB_TOKEN,
+        save_strategy="steps",
+        save_steps=1,
+        max_steps=3,
+        hub_always_push=always_push,
+    )
+    at_the_end = _OpenTheHubAtTheEnd(loopback_hub, repo)
+    trainer = FeedTrainer(args=args, train_dataset=SyntheticImages(48), callbacks=[at_the_end])
+    loopback_hub.commit_gate = threading.Event()  # the Hub answers no commit until training has ended
+    try:
+        trainer.train()
+    finally:
+        loopback_hub.commit_gate.set()
+        loopback_hub.commit_gate = None
+    # All three steps and saves ran while the first push was still waiting on the Hub (a blocking push would have
+    # held training at the first save until the Hub answered).
+    assert trainer.state.global_step == 3 and at_the_end.commits_before_the_end in (0, 1)  # 1: the repo's creation
+    pushed_steps = [
+        json.loads(loopback_hub.files(repo, revision=sha)["results.json"])["compute"]["optimizer_steps"]
+        for sha in reversed(loopback_hub.commits(repo)[:-1])  # oldest first, without the repo's first commit
+    ]
+    # As the Trainer: a save during a running push is skipped, unless hub_always_push (then each, in order); all
+    # pushes are done when train() returns.
+    assert pushed_steps == ([1, 2, 3] if always_push else [1])
