@@ -13,6 +13,7 @@ import numpy as np
 
 from .images import undecodable_rows
 from .labels import apply_label_mapping, build_label_mapping, unseen_in_train
+from .split_slices import base_split, check_disjoint, select_rows
 from .streams import load_image_streams
 
 __all__ = ["DataArguments", "UndecodableImagePolicy", "is_label_free", "load_image_splits"]
@@ -50,11 +51,12 @@ class DataArguments:
             "the run is label-free (loss Σβ·FEED alone, student exported as a backbone)."
         },
     )
-    train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    train_split: str = field(default="train", metadata={"help": "Split to train on, or rows of it: 'train[:5000]'."})
     eval_split: str | None = field(
         default=None,
         metadata={
-            "help": f"Split to evaluate on. Default: the first of {_EVAL_SPLITS} present, else carved from train."
+            "help": f"Split to evaluate on (a slice as for train_split; rows shared with train_split are refused). "
+            f"Default: the first of {_EVAL_SPLITS} present, else carved from train."
         },
     )
     validation_fraction: float = field(
@@ -138,14 +140,17 @@ def _main_process_first() -> contextlib.AbstractContextManager:
 
 def _load_checked_splits(data_args: DataArguments, seed: int) -> datasets.DatasetDict:
     raw = _load_raw(data_args)
-    if data_args.train_split not in raw:
-        raise ValueError(f"dataset {data_args.dataset!r} has no split {data_args.train_split!r}; it has {list(raw)}")
+    train_base = base_split(data_args.train_split)
+    if train_base not in raw:
+        raise ValueError(f"dataset {data_args.dataset!r} has no split {train_base!r}; it has {list(raw)}")
     eval_name = _eval_split_name(raw, data_args)
-    image_column, label_column = _pick_columns(raw[data_args.train_split], data_args)
-    used = {data_args.train_split: raw[data_args.train_split], **({eval_name: raw[eval_name]} if eval_name else {})}
+    check_disjoint(data_args.train_split, eval_name, len(raw[train_base]))
+    image_column, label_column = _pick_columns(raw[train_base], data_args)
+    used = {name: raw[base_split(name)] for name in (data_args.train_split, eval_name) if name is not None}
     splits = {name: _standardise(split, image_column, label_column) for name, split in used.items()}
-    if label_column is not None:
+    if label_column is not None:  # one mapping from the whole train split, then the rows a slice names
         splits = _with_one_label_mapping(splits, data_args, eval_name)
+    splits = {name: select_rows(split, name) for name, split in splits.items()}
     train = splits[data_args.train_split]
     if eval_name is None:
         train, evaluation = _carve(train, data_args, seed, stratify=label_column is not None)
@@ -177,7 +182,7 @@ def _carve(
 
 
 def _eval_split_name(raw: datasets.DatasetDict, data_args: DataArguments) -> str | None:
-    if data_args.eval_split and data_args.eval_split not in raw:
+    if data_args.eval_split and base_split(data_args.eval_split) not in raw:
         raise ValueError(f"dataset {data_args.dataset!r} has no split {data_args.eval_split!r}; it has {list(raw)}")
     return data_args.eval_split or next((name for name in _EVAL_SPLITS if name in raw), None)
 

@@ -16,6 +16,7 @@ from typing import Any
 import datasets
 
 from .label_range import checked_stream
+from .split_slices import base_split, check_disjoint_streams, sliced_stream
 
 __all__ = ["check_streaming_steps", "load_image_streams", "refuse_stream_teacher_outputs"]
 
@@ -32,18 +33,23 @@ def load_image_streams(
     `raw` is the dataset's streams; `data_args` a `data.DataArguments`; `pick_columns` chooses the image and label
     columns on a one-row `Dataset` of the train stream's head; `eval_splits` the eval split names tried in order.
     """
-    if data_args.train_split not in raw:
-        raise ValueError(f"dataset {data_args.dataset!r} has no split {data_args.train_split!r}; it has {list(raw)}")
-    train = raw[data_args.train_split]
+    train_base = base_split(data_args.train_split)
+    if train_base not in raw:
+        raise ValueError(f"dataset {data_args.dataset!r} has no split {train_base!r}; it has {list(raw)}")
+    train = raw[train_base]
     eval_name = data_args.eval_split or next((name for name in eval_splits if name in raw), None)
-    if eval_name is not None and eval_name not in raw:
-        raise ValueError(f"dataset {data_args.dataset!r} has no split {eval_name!r}; it has {list(raw)}")
+    if eval_name is not None and base_split(eval_name) not in raw:
+        raise ValueError(f"dataset {data_args.dataset!r} has no split {base_split(eval_name)!r}; it has {list(raw)}")
+    check_disjoint_streams(data_args.train_split, eval_name)
     head = datasets.Dataset.from_list(list(train.take(1)), features=train.features)
     image_column, label_column = pick_columns(head, data_args)
     # Labels are checked in the split's own order (rows numbered as unstreamed), before any skip, take or shuffle.
-    train = _standard(train, image_column, label_column, data_args.train_split, data_args)
+    train = sliced_stream(
+        _standard(train, image_column, label_column, data_args.train_split, data_args), data_args.train_split
+    )
     if eval_name is not None:
-        evaluation = _standard(raw[eval_name], image_column, label_column, eval_name, data_args)
+        evaluation = _standard(raw[base_split(eval_name)], image_column, label_column, eval_name, data_args)
+        evaluation = sliced_stream(evaluation, eval_name)
     elif data_args.max_eval_samples:
         evaluation = train.take(data_args.max_eval_samples)
         train = train.skip(data_args.max_eval_samples)
