@@ -1,0 +1,230 @@
+"""Label-free FEED with few labels, at equal optimizer steps and image passes (issue 23, item 2).
+
+    python benchmarks/label_free_matched.py                                   # CPU scale, ~1.5 h on 2 quiet cores
+    python benchmarks/label_free_matched.py --seeds 0 --labelled 100 --unlabelled 200 --teacher_images 200 \\
+        --label_free_epochs 1 --labelled_epochs 1 --teacher_epochs 1 --output_dir runs/lf_smoke --report runs/lf.md
+
+The withdrawn round-2 protocol (results/cifar10_label_free.md) gave its label-free arm 2.6x the optimizer steps of
+its controls. Here every arm that is compared makes the same number of optimizer steps, and because every arm uses
+the same batch size and the image counts are multiples of it, the same number of training image passes: equal steps
+and equal passes at once (each run's results.json `compute` records both; the report prints them and refuses to
+write a comparison whose arms differ).
+
+Rows of the CIFAR-10 training split, disjoint by construction (`--train_split 'train[a:b]'`, feed_hf.split_slices):
+  teachers      train[0 : T]            with labels (two ResNet-14s): they never see the students' labelled rows;
+  labelled      train[T : T+L]          the only labels any student sees;
+  unlabelled    train[T+L : T+L+U]      images only (label_column none), outside both sets above.
+Arms, for each seed (same student initialisation and seed in every arm):
+  label-free -> fine-tune   pFEED with labels ignored on the unlabelled rows (E_lf epochs), then CE on the labelled
+                            rows from that export (E_ft epochs): S = E_lf*U/B + E_ft*L/B steps in all;
+  CE, S steps               CE on the labelled rows for exactly S steps (max_steps);
+  pFEED on labels, S steps  CE + FEED from the same teachers on the labelled rows for S steps;
+  CE, 2S steps              the convergence check: if CE gains little from twice the steps, S trains it to convergence.
+Top-1 on the 10,000-image test split; paired differences with a paired t test (n = seeds). Writes REPORT.md/.json.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from transformers import HfArgumentParser
+
+from feed_hf.runs.commands import run_command
+from feed_hf.runs.statistics import mean_std, paired_comparison
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG = str(ROOT / "recipes" / "configs" / "cifar10_label_free_few_labels.yaml")
+LABEL_FREE, CE, PFEED, CE_LONG = "label-free -> fine-tune", "CE, S steps", "pFEED on labels, S steps", "CE, 2S steps"
+COMPARED = ((LABEL_FREE, CE), (LABEL_FREE, PFEED), (PFEED, CE), (CE_LONG, CE))
+
+
+@dataclass
+class ProtocolArguments:
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Student seeds, paired."})
+    teacher_images: int = field(default=10000, metadata={"help": "T: rows train[0:T] train the teachers."})
+    labelled: int = field(default=2500, metadata={"help": "L: rows train[T:T+L] are the labelled images."})
+    unlabelled: int = field(default=20000, metadata={"help": "U: rows train[T+L:T+L+U], used without labels."})
+    batch_size: int = field(default=50, metadata={"help": "B, every arm; L and U must be multiples of it."})
+    label_free_epochs: int = field(default=3, metadata={"help": "E_lf: label-free epochs on the unlabelled rows."})
+    labelled_epochs: int = field(default=15, metadata={"help": "E_ft: fine-tuning epochs on the labelled rows."})
+    teacher_epochs: int = field(default=5, metadata={"help": "Teacher epochs."})
+    output_dir: str = field(default="runs/cifar10_label_free_matched", metadata={"help": "Where runs go."})
+    report: str = field(default="results/cifar10_label_free_matched.md", metadata={"help": "Report (+ .json)."})
+
+    def __post_init__(self) -> None:
+        for name in ("labelled", "unlabelled"):
+            if getattr(self, name) % self.batch_size:
+                raise ValueError(
+                    f"{name}={getattr(self, name)} is not a multiple of batch_size={self.batch_size}: the last batch "
+                    "of each epoch would be smaller and equal steps would not mean equal image passes; round it"
+                )
+
+    def rows(self) -> dict[str, str]:
+        t, lab, u = self.teacher_images, self.labelled, self.unlabelled
+        return {
+            "teachers": f"train[:{t}]",
+            "labelled": f"train[{t}:{t + lab}]",
+            "unlabelled": f"train[{t + lab}:{t + lab + u}]",
+        }
+
+    def matched_steps(self) -> int:
+        return (self.label_free_epochs * self.unlabelled + self.labelled_epochs * self.labelled) // self.batch_size
+
+
+def _argv(args: ProtocolArguments, output_dir: Path, seed: int, rows: str, **options: object) -> list[str]:
+    argv = [
+        CONFIG,
+        "--output_dir",
+        str(output_dir),
+        "--seed",
+        str(seed),
+        "--train_split",
+        rows,
+        "--per_device_train_batch_size",
+        str(args.batch_size),
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--overwrite_output_dir",
+        "true",
+    ]
+    for name, value in options.items():
+        argv += [f"--{name}", *(map(str, value) if isinstance(value, list) else [str(value)])]
+    return argv
+
+
+def _facts(results: dict) -> dict:
+    """What the report compares: top-1 on the test split, optimizer steps and image passes, as the run recorded them."""
+    compute = results["compute"]
+    return {
+        "top1": float(results["metrics"]["eval_top1"]),
+        "steps": compute["optimizer_steps"],
+        "passes": compute["image_passes"],
+    }
+
+
+def _seed_arms(args: ProtocolArguments, root: Path, seed: int, teachers: list[str]) -> dict[str, dict]:
+    rows, steps = args.rows(), args.matched_steps()
+    stage_one = run_command(
+        "parallel",
+        _argv(
+            args,
+            root / f"label_free_s{seed}",
+            seed,
+            rows["unlabelled"],
+            label_column="none",
+            num_train_epochs=args.label_free_epochs,
+            max_eval_samples=1000,
+            teachers=teachers,
+        ),
+    )
+    fine_tuned = run_command(
+        "baselines",
+        _argv(
+            args,
+            root / f"fine_tuned_s{seed}",
+            seed,
+            rows["labelled"],
+            baseline="ce",
+            input_size=32,
+            num_train_epochs=args.labelled_epochs,
+            student=f"local-dir:{root / f'label_free_s{seed}'}",
+        ),
+    )
+    first, second = stage_one["compute"], fine_tuned["compute"]
+    label_free = {
+        **_facts(fine_tuned),
+        "steps": first["optimizer_steps"] + second["optimizer_steps"],
+        "passes": first["image_passes"] + second["image_passes"],
+    }
+    ce = run_command(
+        "baselines", _argv(args, root / f"ce_s{seed}", seed, rows["labelled"], baseline="ce", max_steps=steps)
+    )
+    pfeed = run_command(
+        "parallel", _argv(args, root / f"pfeed_s{seed}", seed, rows["labelled"], max_steps=steps, teachers=teachers)
+    )
+    ce_long = run_command(
+        "baselines", _argv(args, root / f"ce_long_s{seed}", seed, rows["labelled"], baseline="ce", max_steps=2 * steps)
+    )
+    return {LABEL_FREE: label_free, CE: _facts(ce), PFEED: _facts(pfeed), CE_LONG: _facts(ce_long)}
+
+
+def run_protocol(args: ProtocolArguments) -> dict:
+    started, root = time.perf_counter(), Path(args.output_dir)
+    teacher_argv = _argv(
+        args,
+        root / "teachers",
+        100,
+        args.rows()["teachers"],
+        num_train_epochs=args.teacher_epochs,
+        student="resnet14_cifar",
+        teacher_seeds=[101, 102],
+    )
+    teachers = run_command("teachers", teacher_argv)
+    teacher_dirs = [str(root / "teachers" / f"teacher_{i}") for i in range(len(teachers))]
+    per_seed = {seed: _seed_arms(args, root, seed, teacher_dirs) for seed in args.seeds}
+    return {
+        "arguments": asdict(args),
+        "rows": args.rows(),
+        "matched_steps": args.matched_steps(),
+        "teachers_top1": [round(float(t["metrics"]["eval_top1"]), 2) for t in teachers],
+        "per_seed": per_seed,
+        "hardware": teachers[0].get("hardware", "not recorded"),
+        "minutes": round((time.perf_counter() - started) / 60, 1),
+    }
+
+
+def check_matched(per_seed: dict[int, dict[str, dict]]) -> None:
+    """Refuse to compare arms whose steps or image passes differ (except the 2S convergence check, by design)."""
+    for seed, arms in per_seed.items():
+        for key in ("steps", "passes"):
+            values = {arm: facts[key] for arm, facts in arms.items() if arm != CE_LONG}
+            if len(set(values.values())) != 1:
+                raise ValueError(f"seed {seed}: arms made different {key} {values}; not like with like")
+
+
+def write_report(summary: dict, report: Path) -> None:
+    per_seed = {int(seed): arms for seed, arms in summary["per_seed"].items()}
+    check_matched(per_seed)
+    top1 = {arm: {seed: arms[arm]["top1"] for seed, arms in per_seed.items()} for arm in next(iter(per_seed.values()))}
+    report.parent.mkdir(parents=True, exist_ok=True)
+    comparisons = {f"{a} - {b}": paired_comparison(top1[a], top1[b]) for a, b in COMPARED}
+    report.with_suffix(".json").write_text(json.dumps({**summary, "comparisons": comparisons}, indent=2))
+    first = next(iter(per_seed.values()))
+    lines = [
+        "# Label-free FEED with few labels, at equal steps and image passes (CIFAR-10, CPU scale)",
+        "",
+        f"Command: `python benchmarks/label_free_matched.py` with {json.dumps(summary['arguments'])}.",
+        f"Hardware: {summary['hardware']}; {summary['minutes']} min in all. Rows: {json.dumps(summary['rows'])}.",
+        f"Every compared arm: {first[CE]['steps']} optimizer steps, {first[CE]['passes']} image passes "
+        f"(the convergence check: {first[CE_LONG]['steps']} steps). Teachers' top-1: {summary['teachers_top1']}.",
+        "",
+        "| arm | top-1 % per seed | mean ± std |",
+        "|---|---|---|",
+    ]
+    for arm, values in top1.items():
+        spread = mean_std(list(values.values()))
+        per = ", ".join(f"{values[s]:.2f}" for s in sorted(values))
+        lines.append(f"| {arm} | {per} | {spread['mean']:.2f} ± {spread['std']:.2f} |")
+    lines += ["", "| comparison | mean difference | per seed | paired t p (two-sided) | MDD |", "|---|---|---|---|---|"]
+    for name, c in comparisons.items():
+        p = "—" if c["p"] is None else f"{c['p']:.3f}"
+        mdd = "—" if c["mdd"] is None else f"{c['mdd']:.2f}"
+        diffs = ", ".join(f"{d:+.2f}" for d in c["differences"])
+        lines.append(f"| {name} | {c['mean_difference']:+.2f} | {diffs} | {p} | {mdd} |")
+    report.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    (args,) = HfArgumentParser(ProtocolArguments).parse_args_into_dataclasses()
+    summary = run_protocol(args)
+    write_report(summary, ROOT / args.report)
+    print((ROOT / args.report).read_text())
+
+
+if __name__ == "__main__":
+    main()
