@@ -149,6 +149,8 @@ class FeedConfig(FeedSettingsMixin, TrainingArguments):
         teacher_store_verify (`Literal["sampled", "full"]`, *optional*, defaults to `"sampled"`):
             How a store is verified when opened: header hashes and a fresh sample of rows against the checksums
             written at build (`"sampled"`), or every row (`"full"`: one read of the whole store).
+        teacher_store_repo (`str | None`, *optional*, defaults to `None`):
+            Hub dataset `"ns/name[@revision]"` (`feed-hf store push`): parts missing here pulled, verified in full.
         stop_on_nonfinite_loss (`bool`, *optional*, defaults to `True`):
             Stop at the first step whose loss is NaN or Inf, naming the loss term (one host sync per step).
         overwrite_output_dir (`bool`, *optional*, defaults to `False`):
@@ -324,6 +326,9 @@ class FeedConfig(FeedSettingsMixin, TrainingArguments):
     teacher_store_verify: Literal["sampled", "full"] = field(
         default="sampled",
         metadata={"help": "Store verification when opened: hashes + a fresh sample of rows, or every row (full)."},
+    )
+    teacher_store_repo: str | None = field(
+        default=None, metadata={"help": "Hub dataset 'ns/name[@rev]' to pull missing store parts from (verified)."}
     )
     stop_on_nonfinite_loss: bool = field(
         default=True,

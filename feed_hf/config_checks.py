@@ -107,6 +107,11 @@ def _check_teacher_store(config: Any) -> None:
         raise ValueError(
             f"teacher_store_dtype must be bfloat16, float16 or float32, got {config.teacher_store_dtype!r}"
         )
+    if config.teacher_store_repo is not None and not config.teacher_store:
+        raise ValueError(
+            f"teacher_store_repo={config.teacher_store_repo!r} pulls a teacher store, but teacher_store is False; "
+            "set teacher_store=True or drop teacher_store_repo"
+        )
     if not config.teacher_store:
         return
     if config.cache_teacher_features:

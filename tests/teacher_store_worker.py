@@ -54,7 +54,7 @@ def main(output_dir: str, store_dir: str, report_dir: str) -> None:
         "world_size": config.world_size,
         "built": built,
         "after_training": dict(FORWARDS),
-        "shards": [shard["file"] for shard in store.manifest["shards"]],
+        "shards": [shard["file"] for shard in store.parts[0].manifest["shards"]],
         "map_sums": maps[0].float().flatten(1).sum(1).tolist(),
     }
     Path(report_dir, f"rank{config.process_index}.json").write_text(json.dumps(report))
