@@ -14,7 +14,8 @@ process, every process:
    process refuses, naming the ranks and their hosts, with the fix (a shared folder).
 
 Nothing is built or pulled per node, so a per-node mismatch is an error, never silent. One builder at a time,
-the others wait (`store_lock`).
+the others wait (`store_lock`). Tested with two processes on this machine posing as two nodes (a folder per
+node, data per node): `tests/test_store_nodes.py`.
 """
 
 from __future__ import annotations
