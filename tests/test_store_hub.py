@@ -155,3 +155,8 @@ def test_store_commands_push_pull_and_info(loopback_hub, tmp_path, tiny_teachers
         main(["store", "pull", "--repo_id", "tester/no-such-store", "--teacher_store_dir", str(tmp_path / "x")])
     error = capsys.readouterr().err.strip().splitlines()
     assert exit_info.value.code == 2 and len(error) == 1 and "tester/no-such-store" in error[0]
+
+
+def test_teacher_store_repo_needs_teacher_store(tmp_path, feed_config_factory):
+    with pytest.raises(ValueError, match="teacher_store_repo='you/store' pulls a teacher store, but teacher_store is"):
+        feed_config_factory(tmp_path, teacher_store_repo="you/store")
