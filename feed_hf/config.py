@@ -141,8 +141,8 @@ class FeedConfig(FeedSettingsMixin, TrainingArguments):
             Folder of the stores (one sub-folder per fingerprint). `None`: `~/.cache/feed_hf/teacher_store`.
         teacher_store_views (`int`, *optional*, defaults to `1`):
             Augmented views K recorded per image (>= 1; > 1 needs `batch_augmentation`); training replays one per epoch.
-        teacher_store_dtype (`Literal["bfloat16", "float16", "float32"]`, *optional*, defaults to `"bfloat16"`):
-            Storage dtype of the stored maps and logits; the loss is computed in float32.
+        teacher_store_dtype (`str`, *optional*, defaults to `"bfloat16"`):
+            Storage of maps and logits; `"pca_int8"`: maps as PCA (99 % energy) int8 codes, logits bf16. Loss in fp32.
         teacher_store_seed (`int | None`, *optional*, defaults to `None`):
             Seed of the store's recorded crops/flips (part of its key). `None`: the run's `seed`, so each seed of an
             experiment replays its own crops; pin it to share one store across seeds.
@@ -316,8 +316,8 @@ class FeedConfig(FeedSettingsMixin, TrainingArguments):
     teacher_store_views: int = field(
         default=1, metadata={"help": "Augmented views K stored per image (> 1 needs batch_augmentation)."}
     )
-    teacher_store_dtype: Literal["bfloat16", "float16", "float32"] = field(
-        default="bfloat16", metadata={"help": "Storage dtype of the teacher store; the loss stays float32."}
+    teacher_store_dtype: Literal["bfloat16", "float16", "float32", "pca_int8"] = field(
+        default="bfloat16", metadata={"help": "Storage of the store's maps (pca_int8: PCA codes); the loss stays fp32."}
     )
     teacher_store_seed: int | None = field(
         default=None,

@@ -56,7 +56,8 @@ def open_store_for(
         padding=args.batch_augmentation_padding,
         augmentation=args.batch_augmentation,
         seed=args.seed if args.teacher_store_seed is None else args.teacher_store_seed,  # the run's, unless pinned
-        dtype=args.teacher_store_dtype,
+        dtype="bfloat16" if args.teacher_store_dtype == "pca_int8" else args.teacher_store_dtype,  # logits' dtype
+        compression="pca_int8" if args.teacher_store_dtype == "pca_int8" else "none",  # energy share 0.99
         with_logits=args.kd_weight > 0,
     )
     return open_store_parts(

@@ -20,8 +20,9 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from .store_codec import fit_part_codec
 from .store_nodes import check_shared_store
-from .teacher_store import TeacherStore, Verification, default_store_root, open_or_build_store
+from .teacher_store import MANIFEST, TeacherStore, Verification, default_store_root, open_or_build_store
 from .teacher_store_key import StoreSettings, store_fingerprint, store_key
 from .teachers import FrozenTeacher
 from .transforms import replay_crop_flip
@@ -105,10 +106,13 @@ def open_store_parts(
         from .store_hub import pull_missing_parts  # huggingface_hub's download machinery only when asked for
 
         sources = pull_missing_parts(repo, root, fingerprints, rank, barrier, gather_object)
+    build = {"batch_size": 256, "device": torch.device("cpu"), **(build or {})}
+    parts = []
     with torch.random.fork_rng(devices=[]):  # building (its loaders draw seeds) leaves the run's RNG as it was
-        parts = [
-            open_or_build_store([teacher], dataset, settings, root, rank=rank, world_size=world_size,
-                                barrier=barrier, verify=verify, **(build or {}))
-            for teacher in teachers
-        ]  # fmt: skip
+        for teacher, fingerprint in zip(teachers, fingerprints, strict=True):
+            codecs = None
+            if settings.compression != "none" and not (root / fingerprint / MANIFEST).is_file():  # to be built
+                codecs = [fit_part_codec(teacher, dataset, settings.energy_share, **build)]
+            parts.append(open_or_build_store([teacher], dataset, settings, root, rank=rank, world_size=world_size,
+                                             barrier=barrier, verify=verify, codecs=codecs, **build))  # fmt: skip
     return ComposedStore(parts, sources)
