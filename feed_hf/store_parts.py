@@ -25,7 +25,6 @@ from .store_nodes import check_shared_store
 from .teacher_store import MANIFEST, TeacherStore, Verification, default_store_root, open_or_build_store
 from .teacher_store_key import StoreSettings, store_fingerprint, store_key
 from .teachers import FrozenTeacher
-from .transforms import replay_crop_flip
 
 __all__ = ["ComposedStore", "open_store_parts", "part_fingerprints"]
 
@@ -64,16 +63,8 @@ class ComposedStore:
         """The recorded (top, left, flipped) of each (image, view): the same in every part (same key settings)."""
         return self.parts[0].augmentation(images, views)
 
-    def replay(
-        self, pixel_values: torch.Tensor, images: torch.Tensor
-    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-        """One of the K views per image (global RNG, one draw for all teachers), its pixels and stored outputs."""
-        views = torch.randint(0, self.settings.views, (len(images),))
-        maps, logits = self.lookup(images, views, pixel_values.device)
-        if self.settings.augmentation != "none":
-            top, left, flipped = self.augmentation(images, views)
-            pixel_values = replay_crop_flip(pixel_values, top, left, flipped, self.settings.padding)
-        return pixel_values, maps, logits
+    # One of the K views per image (global RNG, one draw for all parts), its pixels and every part's outputs.
+    replay = TeacherStore.replay
 
 
 def part_fingerprints(teachers: Sequence[FrozenTeacher], dataset: Dataset, settings: StoreSettings) -> list[str]:
