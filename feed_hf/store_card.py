@@ -30,9 +30,15 @@ def part_summary(fingerprint: str, manifest: dict[str, Any]) -> dict[str, Any]:
         "augmentation": settings["augmentation"]
         + (f" (padding {settings['padding']})" if settings["augmentation"] != "none" else ""),
         "seed": settings["seed"],
-        "storage": settings["dtype"] + (" + logits" if settings["with_logits"] else ""),
+        "storage": _storage(settings),
         "bytes": sum(shard["bytes"] for shard in manifest["shards"]),
     }
+
+
+def _storage(settings: dict[str, Any]) -> str:
+    compression = settings.get("compression", "none")  # absent from the key of an uncompressed store
+    maps = settings["dtype"] if compression == "none" else f"{compression} (energy {settings['energy_share']})"
+    return maps + (f" + logits {settings['dtype']}" if settings["with_logits"] else "")
 
 
 def store_card(repo_id: str, parts: dict[str, dict[str, Any]]) -> str:
