@@ -160,3 +160,26 @@ def test_store_commands_push_pull_and_info(loopback_hub, tmp_path, tiny_teachers
 def test_teacher_store_repo_needs_teacher_store(tmp_path, feed_config_factory):
     with pytest.raises(ValueError, match="teacher_store_repo='you/store' pulls a teacher store, but teacher_store is"):
         feed_config_factory(tmp_path, teacher_store_repo="you/store")
+
+
+def test_the_cli_pushes_a_runs_store_and_another_run_pulls_it_with_no_teacher_forward(
+    loopback_hub, tmp_path, monkeypatch
+):
+    import timm
+    import torch
+    from recipe_helpers import tiny_argv
+    from timm.models import save_for_hf
+
+    repo = f"{REPO}-from-the-cli"
+    monkeypatch.setenv("HF_TOKEN", HUB_TOKEN)
+    torch.manual_seed(1)
+    save_for_hf(timm.create_model("resnet8_cifar", num_classes=10), tmp_path / "t", safe_serialization=True)
+    argv = ["--teachers", str(tmp_path / "t"), "--teacher_store", "true", "--augmentation", "false"]
+    main(["parallel", *tiny_argv(tmp_path / "one", *argv, "--teacher_store_dir", str(tmp_path / "built"))])
+    main(["store", "push", "--repo_id", repo, "--teacher_store_dir", str(tmp_path / "built")])
+    _another_machine(monkeypatch, tmp_path, "cli")
+    pulled = ["--teacher_store_dir", str(tmp_path / "pulled"), "--teacher_store_repo", repo]
+    main(["parallel", *tiny_argv(tmp_path / "two", *argv, *pulled)])
+    first, second = (json.loads((tmp_path / run / "results.json").read_text()) for run in ("one", "two"))
+    assert first["teacher_features"] == "store" and first["teacher_forwards"]["images"] == 64
+    assert second["teacher_features"].startswith(f"hub:{repo}@") and second["teacher_forwards"]["images"] == 0
