@@ -132,6 +132,24 @@ COMMANDS: dict[str, Command] = {
         "Top-1/top-5 of an exported folder or a Hub model (hf-hub:ns/name[@rev]) on a dataset split.",
         "feed-hf evaluate --model hf-hub:you/resnet20-feed --dataset uoft-cs/cifar10 --split test",
     ),
+    "store push": Command(
+        "feed_hf.runs.store_commands:store_push",
+        ("feed_hf.runs.store_commands:StorePushArguments",),
+        "Push teacher store parts (one per teacher, verified) and a dataset card to a Hub dataset repo.",
+        "feed-hf store push --repo_id you/cifar10-teacher-store --teacher_store_dir stores",
+    ),
+    "store pull": Command(
+        "feed_hf.runs.store_commands:store_pull",
+        ("feed_hf.runs.store_commands:StorePullArguments",),
+        "Pull a Hub teacher store's parts into the local store folder, each verified before it is used.",
+        "feed-hf store pull --repo_id you/cifar10-teacher-store@main --teacher_store_dir stores",
+    ),
+    "store info": Command(
+        "feed_hf.runs.store_commands:store_info",
+        ("feed_hf.runs.store_commands:StoreInfoArguments",),
+        "What a teacher store holds, part by part: teacher (weights digest), map, images, views, storage, size.",
+        "feed-hf store info --repo_id you/cifar10-teacher-store",
+    ),
     "env": Command(
         "feed_hf.runs.commands:env",
         (),
@@ -150,6 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     if argv[0] in ("-V", "--version"):
         print(version_line())
         return
+    if argv[0] == "store" and len(argv) > 1 and not argv[1].startswith("-"):  # `feed-hf store push ...`
+        argv = [f"store {argv[1]}", *argv[2:]]
     if argv[0] not in COMMANDS:
         _top_level_parser().error(f"unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}")
     if argv[1:] in (["-h"], ["--help"]):  # with a config file too, the defaults shown come from it: not shipped

@@ -33,7 +33,6 @@ from teacher_store_epoch import cifar_tensors, make_trainer  # noqa: E402
 from feed_hf.record import hardware_description, library_versions  # noqa: E402
 from feed_hf.store_integrity import read_manifest  # noqa: E402
 from feed_hf.teacher_store import MANIFEST, TeacherStore  # noqa: E402
-from feed_hf.teacher_store_key import store_key  # noqa: E402
 
 
 @dataclass
@@ -46,16 +45,16 @@ class VerificationBenchmarkArguments:
     output_json: str = field(default="runs/benchmarks/store_verification.json", metadata={"help": "JSON output."})
 
 
-def evict(folder: Path) -> None:
-    """Drop the store's files from the page cache (their pages are clean: nothing is lost)."""
-    for path in folder.iterdir():
+def evict(folders: list[Path]) -> None:
+    """Drop the store's files (every part's) from the page cache (their pages are clean: nothing is lost)."""
+    for path in (file for folder in folders for file in folder.iterdir()):
         with open(path, "rb") as file:
             os.posix_fadvise(file.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
-def timed(action, folder: Path, cold: bool) -> float:  # noqa: ANN001
+def timed(action, folders: list[Path], cold: bool) -> float:  # noqa: ANN001
     if cold:
-        evict(folder)
+        evict(folders)
     start = time.perf_counter()
     action()
     return time.perf_counter() - start
@@ -73,22 +72,21 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as root:
         options = {"teacher_store": True, "teacher_store_views": args.views, "teacher_store_dir": root}
         trainer = make_trainer(Path(root) / "run", teachers, data, args.batch_size, **options)
-        store = trainer.teacher_feature_cache
-        key = store_key(trainer.teachers, trainer.train_dataset, store.settings)
+        parts, paths = trainer.teacher_feature_cache.parts, trainer.teacher_feature_cache.paths  # one per teacher
         openings = {
-            "open_unverified": lambda: TeacherStore(store.path, read_manifest(store.path, MANIFEST)),
-            "open_sampled": lambda: TeacherStore.open(store.path, key, verify="sampled"),
-            "open_full": lambda: TeacherStore.open(store.path, key, verify="full"),
+            "open_unverified": lambda: [TeacherStore(p.path, read_manifest(p.path, MANIFEST)) for p in parts],
+            "open_sampled": lambda: [TeacherStore.open(p.path, p.manifest["key"], verify="sampled") for p in parts],
+            "open_full": lambda: [TeacherStore.open(p.path, p.manifest["key"], verify="full") for p in parts],
         }
         for _ in range(args.repeats):
             for cold in (False, True):
                 for name, action in openings.items():
-                    times.setdefault(f"{name}_{'cold' if cold else 'warm'}", []).append(timed(action, store.path, cold))
+                    times.setdefault(f"{name}_{'cold' if cold else 'warm'}", []).append(timed(action, paths, cold))
                 if cold:
-                    evict(store.path)
+                    evict(paths)
                 epoch = make_trainer(Path(root) / "run", teachers, data, args.batch_size, **options).train()
                 times.setdefault(f"epoch_{'cold' if cold else 'warm'}", []).append(epoch.metrics["train_runtime"])
-        store_bytes = sum(path.stat().st_size for path in store.path.iterdir())
+        store_bytes = sum(file.stat().st_size for path in paths for file in path.iterdir())
     medians = {name: statistics.median(values) for name, values in times.items()}
     print(f"device: {device}; {args.num_images} CIFAR-10 images × {args.views} views × {args.num_teachers} teachers, "
           f"bf16 store of {store_bytes / 1e6:.1f} MB; medians of {args.repeats}")  # fmt: skip

@@ -20,6 +20,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -41,6 +42,7 @@ class StoreBenchmarkArguments:
     batch_size: int = field(default=128, metadata={"help": "Images per step."})
     views: int = field(default=2, metadata={"help": "Views K stored per image (epoch time does not depend on K)."})
     repeats: int = field(default=3, metadata={"help": "Interleaved live/store epochs per N; medians reported."})
+    store_dtype: str = field(default="bfloat16", metadata={"help": "teacher_store_dtype of the timed store."})
     output_json: str = field(default="runs/benchmarks/teacher_store_epoch.json", metadata={"help": "JSON output."})
 
 
@@ -125,8 +127,9 @@ class TimedStoreTrainer(FeedTrainer):
         return store
 
 
-def store_size(path: Path) -> int:
-    return sum(file.stat().st_size for file in path.iterdir())
+def store_size(store: Any) -> int:
+    """Bytes of every part of a run's store (one folder per teacher)."""
+    return sum(file.stat().st_size for path in store.paths for file in path.iterdir())
 
 
 def measure(num_teachers: int, args: StoreBenchmarkArguments, data: TensorImages, root: Path) -> dict:
@@ -135,26 +138,27 @@ def measure(num_teachers: int, args: StoreBenchmarkArguments, data: TensorImages
     for seed in range(num_teachers):
         torch.manual_seed(seed)
         teachers.append(timm.create_model("resnet56_cifar", num_classes=10))
-    store_options = {"teacher_store": True, "teacher_store_views": args.views, "teacher_store_dir": str(root)}
+    store_options = {"teacher_store": True, "teacher_store_views": args.views, "teacher_store_dir": str(root),
+                     "teacher_store_dtype": args.store_dtype}  # fmt: skip
     trainer = make_trainer(
         root / "run", teachers, data, args.batch_size, trainer_class=TimedStoreTrainer, **store_options
     )
     built = {
         "build_s": TimedStoreTrainer.store_seconds,
-        "bytes_per_image": store_size(trainer.teacher_feature_cache.path) / len(data),
+        "bytes_per_image": store_size(trainer.teacher_feature_cache) / len(data),
     }
     result = {"num_teachers": num_teachers, **built, "live_epoch_s": [], "store_epoch_s": [], "open_s": []}
-    if num_teachers == 1:  # the error of storing in bf16 (default) and fp16, against an fp32 store
+    if num_teachers == 1:  # the error and bytes of each storage, against an fp32 store
         stores = {
-            dtype: make_trainer(
-                root / "run", teachers, data, args.batch_size, **store_options, teacher_store_dtype=dtype
-            )
-            for dtype in ("float32", "float16")
-        }
+            dtype: make_trainer(root / "run", teachers, data, args.batch_size, **{**store_options,
+                                "teacher_store_dtype": dtype}).teacher_feature_cache
+            for dtype in ("float32", "bfloat16", "float16", "pca_int8")
+        }  # fmt: skip
         result["storage_error"] = {
-            dtype: storage_error(candidate.teacher_feature_cache, stores["float32"].teacher_feature_cache, len(data))
-            for dtype, candidate in (("bfloat16", trainer), ("float16", stores["float16"]))
-        }
+            dtype: {**storage_error(store, stores["float32"], len(data)),
+                    "bytes_per_image_view": store_size(store) / (len(data) * args.views)}
+            for dtype, store in stores.items()
+        }  # fmt: skip
     for _ in range(args.repeats):
         live = make_trainer(root / "run", teachers, data, args.batch_size)
         result["live_epoch_s"].append(live.train().metrics["train_runtime"])

@@ -141,14 +141,16 @@ class FeedConfig(FeedSettingsMixin, TrainingArguments):
             Folder of the stores (one sub-folder per fingerprint). `None`: `~/.cache/feed_hf/teacher_store`.
         teacher_store_views (`int`, *optional*, defaults to `1`):
             Augmented views K recorded per image (>= 1; > 1 needs `batch_augmentation`); training replays one per epoch.
-        teacher_store_dtype (`Literal["bfloat16", "float16", "float32"]`, *optional*, defaults to `"bfloat16"`):
-            Storage dtype of the stored maps and logits; the loss is computed in float32.
+        teacher_store_dtype (`str`, *optional*, defaults to `"bfloat16"`):
+            Storage of maps and logits; `"pca_int8"`: maps as PCA (99 % energy) int8 codes, logits bf16. Loss in fp32.
         teacher_store_seed (`int | None`, *optional*, defaults to `None`):
             Seed of the store's recorded crops/flips (part of its key). `None`: the run's `seed`, so each seed of an
             experiment replays its own crops; pin it to share one store across seeds.
         teacher_store_verify (`Literal["sampled", "full"]`, *optional*, defaults to `"sampled"`):
             How a store is verified when opened: header hashes and a fresh sample of rows against the checksums
             written at build (`"sampled"`), or every row (`"full"`: one read of the whole store).
+        teacher_store_repo (`str | None`, *optional*, defaults to `None`):
+            Hub dataset `"ns/name[@revision]"` (`feed-hf store push`): parts missing here pulled, verified in full.
         stop_on_nonfinite_loss (`bool`, *optional*, defaults to `True`):
             Stop at the first step whose loss is NaN or Inf, naming the loss term (one host sync per step).
         overwrite_output_dir (`bool`, *optional*, defaults to `False`):
@@ -314,8 +316,8 @@ class FeedConfig(FeedSettingsMixin, TrainingArguments):
     teacher_store_views: int = field(
         default=1, metadata={"help": "Augmented views K stored per image (> 1 needs batch_augmentation)."}
     )
-    teacher_store_dtype: Literal["bfloat16", "float16", "float32"] = field(
-        default="bfloat16", metadata={"help": "Storage dtype of the teacher store; the loss stays float32."}
+    teacher_store_dtype: Literal["bfloat16", "float16", "float32", "pca_int8"] = field(
+        default="bfloat16", metadata={"help": "Storage of the store's maps (pca_int8: PCA codes); the loss stays fp32."}
     )
     teacher_store_seed: int | None = field(
         default=None,
@@ -324,6 +326,9 @@ class FeedConfig(FeedSettingsMixin, TrainingArguments):
     teacher_store_verify: Literal["sampled", "full"] = field(
         default="sampled",
         metadata={"help": "Store verification when opened: hashes + a fresh sample of rows, or every row (full)."},
+    )
+    teacher_store_repo: str | None = field(
+        default=None, metadata={"help": "Hub dataset 'ns/name[@rev]' to pull missing store parts from (verified)."}
     )
     stop_on_nonfinite_loss: bool = field(
         default=True,

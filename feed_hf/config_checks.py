@@ -103,9 +103,14 @@ def _check_step_decay(config: Any) -> None:
 def _check_teacher_store(config: Any) -> None:
     if config.teacher_store_views < 1:
         raise ValueError(f"teacher_store_views must be >= 1, got {config.teacher_store_views}")
-    if config.teacher_store_dtype not in ("bfloat16", "float16", "float32"):
+    if config.teacher_store_dtype not in ("bfloat16", "float16", "float32", "pca_int8"):
         raise ValueError(
-            f"teacher_store_dtype must be bfloat16, float16 or float32, got {config.teacher_store_dtype!r}"
+            f"teacher_store_dtype must be bfloat16, float16, float32 or pca_int8, got {config.teacher_store_dtype!r}"
+        )
+    if config.teacher_store_repo is not None and not config.teacher_store:
+        raise ValueError(
+            f"teacher_store_repo={config.teacher_store_repo!r} pulls a teacher store, but teacher_store is False; "
+            "set teacher_store=True or drop teacher_store_repo"
         )
     if not config.teacher_store:
         return

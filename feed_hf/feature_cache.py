@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from transformers import default_data_collator
 
 from .store_build import image_block
-from .teacher_store import StoreSettings, TeacherStore, open_or_build_store
+from .store_parts import ComposedStore, open_store_parts
+from .teacher_store import StoreSettings
 from .teachers import FrozenTeacher, check_finite_maps
 
 __all__ = ["IndexedDataset", "TeacherFeatureCache", "check_deterministic", "open_store_for"]
@@ -41,29 +42,33 @@ def check_deterministic(dataset: Dataset, option: str = "cache_teacher_features"
 
 
 def open_store_for(
-    args: Any, teachers: Sequence[FrozenTeacher], dataset: Dataset, barrier: Callable[[], None]
-) -> TeacherStore:
-    """The teacher store of a FeedConfig's run (`teacher_store*` and `batch_augmentation*` fields), built if absent."""
+    args: Any,
+    teachers: Sequence[FrozenTeacher],
+    dataset: Dataset,
+    barrier: Callable[[], None],
+    gather_object: Callable[[list[Any]], list[Any]] | None = None,
+) -> ComposedStore:
+    """The teacher store of a FeedConfig's run (`teacher_store*` and `batch_augmentation*` fields): one part per
+    teacher (`store_parts`), pulled from `teacher_store_repo` or built where absent."""
     check_deterministic(dataset, "teacher_store")
     settings = StoreSettings(
         views=args.teacher_store_views,
         padding=args.batch_augmentation_padding,
         augmentation=args.batch_augmentation,
         seed=args.seed if args.teacher_store_seed is None else args.teacher_store_seed,  # the run's, unless pinned
-        dtype=args.teacher_store_dtype,
+        dtype="bfloat16" if args.teacher_store_dtype == "pca_int8" else args.teacher_store_dtype,  # logits' dtype
+        compression="pca_int8" if args.teacher_store_dtype == "pca_int8" else "none",  # energy share 0.99
         with_logits=args.kd_weight > 0,
     )
-    return open_or_build_store(
+    return open_store_parts(
         teachers,
         dataset,
         settings,
         root=args.teacher_store_dir,
-        batch_size=args.per_device_eval_batch_size,
-        device=args.device,
-        rank=args.process_index,
-        world_size=args.world_size,
-        barrier=barrier,
+        build={"batch_size": args.per_device_eval_batch_size, "device": args.device},
+        distributed=(args.process_index, args.world_size, barrier, gather_object),
         verify=args.teacher_store_verify,
+        repo=getattr(args, "teacher_store_repo", None),
     )
 
 

@@ -25,6 +25,7 @@ from .model_card import write_model_card
 from .portable import portable_data_arguments, portable_folder, portable_training_arguments
 from .provenance import license_sources, resolve_license, student_source
 from .record import code_version, hardware_description, is_passed_in, library_versions, recorded_teacher_top1
+from .teacher_forwards import teacher_feature_record
 
 __all__ = [
     "aligned_teacher_specs",
@@ -79,6 +80,7 @@ def build_run_record(trainer: Any, failures: list[str] | None = None) -> dict[st
         "data": dataset_facts(trainer),
         "config": portable_training_arguments(args.to_dict()),
         "feed": feed,
+        **teacher_feature_record(trainer),  # teacher_features, teacher_feature_sources, teacher_forwards
         "license": resolve_license(declared, declared_by, license_sources(feed, student, specs)),
         "base_model": student["base_model"],
         "student_source": student,

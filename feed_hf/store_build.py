@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from transformers import default_data_collator
 
+from .feature_codec import FeatureCodec, encode_maps
+from .store_codec import codec_tensors
 from .store_files import allocate_safetensors, safetensors_layout
 from .store_integrity import write_checksums
 from .teacher_store_key import StoreSettings
@@ -47,13 +50,22 @@ def recorded_augmentations(num_images: int, settings: StoreSettings) -> torch.Te
     return torch.stack(draws).view(3, num_images, settings.views)
 
 
-def shard_specs(teachers: Sequence[FrozenTeacher], num_images: int, settings: StoreSettings) -> Specs:
-    """{part: (dtype, shape)} of the shard of `num_images` images: recorded crops, then each teacher's rows."""
+def shard_specs(
+    teachers: Sequence[FrozenTeacher], num_images: int, settings: StoreSettings, codecs: Sequence[Any] | None = None
+) -> Specs:
+    """{part: (dtype, shape)} of the shard of `num_images` images: recorded crops, then each teacher's rows (codes
+    of K kept components and the codec with compression; K = C, the bound, before the codecs are fitted)."""
     rows = num_images * settings.views
     specs: Specs = {"augmentation": (torch.int64, (3, num_images, settings.views))}
     for index, teacher in enumerate(teachers):
         map_shape = (int(teacher.feature_shape[0]), *(int(side) for side in teacher.compare_size))
-        specs[f"maps_{index}"] = (settings.torch_dtype, (rows, *map_shape))
+        if settings.compression != "none":
+            kept = codecs[index].kept_channels if codecs else map_shape[0]
+            specs[f"maps_{index}"] = (torch.uint8, (rows, kept, *map_shape[1:]))
+            for name, tensor in (codec_tensors(codecs[index], index) if codecs else {}).items():
+                specs[name] = (torch.float32, tuple(tensor.shape))
+        else:
+            specs[f"maps_{index}"] = (settings.torch_dtype, (rows, *map_shape))
         if settings.with_logits:
             specs[f"logits_{index}"] = (settings.torch_dtype, (rows, int(teacher.model.num_classes)))
     return specs
@@ -75,15 +87,21 @@ def build_shard(
     settings: StoreSettings,
     batch_size: int,
     device: torch.device,
+    codecs: Sequence[FeatureCodec] | None = None,
 ) -> None:
     """Compute and write the views of images [start, end), their checksums, and sync both to disk."""
     start, end = block
     views = settings.views
     draws = recorded_augmentations(len(dataset), settings)[:, start:end]
+    if settings.compression != "none" and codecs is None:
+        raise ValueError(f"a {settings.compression} teacher store is built with fitted codecs (store_codec)")
     tensors = allocate_safetensors(
-        path, shard_specs(teachers, end - start, settings), {"start": str(start), "end": str(end)}
+        path, shard_specs(teachers, end - start, settings, codecs), {"start": str(start), "end": str(end)}
     )
     tensors["augmentation"].copy_(draws)
+    for index, codec in enumerate(codecs or []):
+        for name, tensor in codec_tensors(codec, index).items():
+            tensors[name].copy_(tensor)
     loader = DataLoader(Subset(dataset, range(start, end)), batch_size, collate_fn=default_data_collator)
     first = 0
     for batch in loader:
@@ -102,7 +120,11 @@ def build_shard(
             for index, teacher in enumerate(teachers):
                 feature_map, logits = teacher(seen, with_logits=settings.with_logits)
                 check_finite_maps(teacher.name, feature_map, where)
-                tensors[f"maps_{index}"][rows] = _stored(teacher.name, feature_map, settings.torch_dtype, where)
+                tensors[f"maps_{index}"][rows] = (
+                    encode_maps(feature_map.float(), codecs[index]).cpu()
+                    if codecs
+                    else _stored(teacher.name, feature_map, settings.torch_dtype, where)
+                )
                 if logits is not None:
                     tensors[f"logits_{index}"][rows] = _stored(teacher.name, logits, settings.torch_dtype, where)
     del tensors  # unmaps: the pages are written back to the file

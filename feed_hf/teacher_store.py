@@ -42,7 +42,9 @@ from typing import Any, Literal
 import torch
 from torch.utils.data import Dataset
 
+from .feature_codec import decode_maps
 from .store_build import build_shard, image_block, shard_bytes, shard_name
+from .store_codec import shard_codecs
 from .store_files import map_safetensors
 from .store_integrity import StoreIntegrityError, checksum_fields, read_manifest, verify_shard
 from .store_limits import StoreSpaceError, check_free_space, human_bytes
@@ -89,6 +91,8 @@ class TeacherStore:
         self.num_teachers = len(manifest["key"]["teachers"])
         self.shards = [map_safetensors(path / shard["file"])[0] for shard in manifest["shards"]]
         self.shard_starts = torch.tensor([shard["start"] for shard in manifest["shards"]])
+        compressed = self.settings.compression != "none"  # codes decoded on the device at lookup (store_codec)
+        self.codecs = shard_codecs(self.shards, self.num_teachers, str(path)) if compressed else None
 
     @classmethod
     def open(cls, path: str | Path, expected_key: dict[str, Any], verify: Verification = "sampled") -> TeacherStore:
@@ -129,6 +133,8 @@ class TeacherStore:
             for name in names:
                 gathered[name][chosen] = self.shards[shard_id][name][rows]
         moved = {name: tensor.to(device, non_blocking=True) for name, tensor in gathered.items()}
+        for index, codec in enumerate(self.codecs or []):
+            moved[f"maps_{index}"] = decode_maps(moved[f"maps_{index}"], codec)
         return [moved[n] for n in names if n.startswith("maps")], [moved[n] for n in names if n.startswith("logits")]
 
     def augmentation(self, images: torch.Tensor, views: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -175,8 +181,10 @@ def open_or_build_store(
     world_size: int = 1,
     barrier: Callable[[], None] = lambda: None,
     verify: Verification = "sampled",
+    codecs: Sequence[Any] | None = None,
 ) -> TeacherStore:
-    """The store for (teachers, data, settings) under `root`, built first if absent (this rank's block only).
+    """The store for (teachers, data, settings) under `root`, built first if absent (this rank's block only;
+    a compressed store with the teachers' fitted `codecs`, `store_codec`).
 
     Every rank must call it (it holds `barrier` twice, four times when building). Rank 0 checks the size against the
     free space, holds the build lock, writes the manifest last and moves the folder into place, so a store is either
@@ -184,7 +192,7 @@ def open_or_build_store(
     """
     key = store_key(teachers, dataset, settings)
     final = _store_folder(Path(root or default_store_root()), store_fingerprint(key))
-    build = (teachers, dataset, settings, batch_size, device or torch.device("cpu"))
+    build = (teachers, dataset, settings, batch_size, device or torch.device("cpu"), codecs)
     _build_if_absent(final, key, build, rank, world_size, barrier)
     store = TeacherStore.open(final, key, verify)
     barrier()  # every rank verified its sample before any rank reads a row
@@ -226,7 +234,7 @@ def _build_if_absent(
     Rank 0 decides under the lock, and only a lock holder completes a store, so after the first barrier every rank
     sees the same folder: complete (reuse it), or with a fresh `.building` folder (build).
     """
-    teachers, dataset, settings, batch_size, device = build
+    teachers, dataset, settings, batch_size, device, codecs = build
     needed = sum(shard_bytes(teachers, end - start, settings) for start, end in _blocks(len(dataset), world_size))
     what = f"{len(dataset)} images × {settings.views} views × {len(teachers)} teachers in {settings.dtype}"
     building = final.with_name(final.name + ".building")
@@ -244,7 +252,7 @@ def _build_if_absent(
         if not (final / MANIFEST).is_file():
             shard = building / shard_name(rank, world_size)
             block = image_block(len(dataset), rank, world_size)
-            build_shard(shard, teachers, dataset, block, settings, batch_size, device)
+            build_shard(shard, teachers, dataset, block, settings, batch_size, device, codecs)
             barrier()
             if rank == 0:
                 _finish(building, final, key, len(dataset), world_size)

@@ -6,7 +6,8 @@ the teacher's path or Hub id does not matter, its weights do), its feature selec
 compared map shape, its autocast dtype and its input re-normalisation; for the data, the number of images, the
 `datasets` fingerprint when there is one and a SHA-256 of a few images' pixels as the model receives them (so a
 change of input size, resize or normalisation is seen); and the store's own settings (views K, the augmentation's
-padding and flip, the draw seed, the storage dtype, whether logits are stored). Labels are not part of it.
+padding and flip, the draw seed, the storage dtype, whether logits are stored, and the maps' compression with its
+energy share when there is one). Labels are not part of it.
 Format 2 added the stores' checksums (`store_integrity`): a store of format 1 has another key, so it is rebuilt
 beside the old folder, never opened without checksums.
 """
@@ -25,7 +26,7 @@ from torch.utils.data import Dataset
 from .store_limits import check_store_views
 from .teachers import FrozenTeacher
 
-__all__ = ["StoreSettings", "dataset_facts", "store_fingerprint", "store_key", "teacher_facts"]
+__all__ = ["StoreSettings", "dataset_facts", "settings_facts", "store_fingerprint", "store_key", "teacher_facts"]
 
 # Images hashed to fingerprint the pixels (spread over the set): enough to see another preprocessing or another
 # set, cheap enough to check on every run. A change to images not sampled is not seen (documented).
@@ -42,12 +43,19 @@ class StoreSettings:
     seed: int = 0
     dtype: str = "bfloat16"
     with_logits: bool = False
+    compression: str = "none"  # "pca_int8": maps as feature_codec codes (PCA to energy_share, int8), decoded at replay
+    energy_share: float = 0.99
 
     def __post_init__(self) -> None:
         if self.augmentation not in ("none", "crop", "crop_flip"):
             raise ValueError(f"store augmentation must be none, crop or crop_flip, got {self.augmentation!r}")
         if self.dtype not in ("bfloat16", "float16", "float32"):
             raise ValueError(f"teacher_store_dtype must be bfloat16, float16 or float32, got {self.dtype!r}")
+        if self.compression not in ("none", "pca_int8") or not 0.0 < self.energy_share <= 1.0:
+            raise ValueError(
+                f"store compression must be none or pca_int8 with an energy share in (0, 1], got "
+                f"{self.compression!r} with {self.energy_share}"
+            )
         if self.padding < 0:
             raise ValueError(f"batch_augmentation_padding must be >= 0, got {self.padding}")
         check_store_views(self.views, self.augmentation, self.padding)
@@ -101,8 +109,16 @@ def store_key(teachers: Sequence[FrozenTeacher], dataset: Dataset, settings: Sto
         "format": 2,
         "teachers": [teacher_facts(teacher) for teacher in teachers],
         "data": dataset_facts(dataset),
-        "settings": asdict(settings),
+        "settings": settings_facts(settings),
     }
+
+
+def settings_facts(settings: StoreSettings) -> dict[str, Any]:
+    """The settings as keyed: without the compression fields when there is none (older stores keep their key)."""
+    facts = asdict(settings)
+    if settings.compression == "none":
+        del facts["compression"], facts["energy_share"]
+    return facts
 
 
 def store_fingerprint(key: dict[str, Any]) -> str:

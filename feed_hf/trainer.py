@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from accelerate.utils import gather_object
 from timm.data import resolve_model_data_config
 from torch import nn
 from torch.utils.data import IterableDataset
@@ -38,10 +39,11 @@ from .modeling import FeedStudent, build_feed_student, student_map_shape
 from .pixel_values import check_pixel_values_once
 from .portable import portable_teacher_source
 from .resolution import pixel_values_size, resolve_student_input_size
+from .store_parts import ComposedStore
 from .streams import refuse_stream_teacher_outputs
 from .student_export import StudentExportMixin
 from .students import create_student
-from .teacher_store import TeacherStore
+from .teacher_forwards import TeacherForwardCounter
 from .teachers import FrozenTeacher, check_kd_classes, load_teacher_model
 from .trainer_arguments import check_given_optimizer, check_optimizer_holds_connectors, check_trainer_arguments
 from .transforms import random_crop_flip
@@ -148,6 +150,7 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
         if self.label_free:
             enable_label_free_evaluation(self)
         self.teachers = place_teachers(self.accelerator, self.teachers)
+        self.teacher_forwards = TeacherForwardCounter(self.teachers)  # results.json: teacher_forwards
         self.teacher_feature_cache = None
         if stores:  # each batch keeps its items' sample_index whatever the collator; a user's collator checked first
             self.data_collator = SampleIndexCollator(self.data_collator)
@@ -187,9 +190,10 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
         """The bare student network (what is exported)."""
         return self.accelerator.unwrap_model(self.model).student
 
-    def _build_feature_cache(self) -> TeacherFeatureCache | TeacherStore:
+    def _build_feature_cache(self) -> TeacherFeatureCache | ComposedStore:
         if self.args.teacher_store:  # every rank builds its block, then maps the whole store
-            return open_store_for(self.args, self.teachers, self.train_dataset, self.accelerator.wait_for_everyone)
+            barrier = self.accelerator.wait_for_everyone
+            return open_store_for(self.args, self.teachers, self.train_dataset, barrier, gather_object)
         return TeacherFeatureCache.build(  # sharded like the store: each rank its block, then gathered
             self.teachers,
             self.train_dataset,
@@ -346,6 +350,7 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
         self.check_export_possible(export_dir)  # the export's folders and room, before the first step
         self.log_run_summary()  # the student's input size and what each teacher is fed
         output = super().train(resume_from_checkpoint, trial, **kwargs)
+        self.teacher_forwards.sum_over_processes(self.accelerator)  # every process, before the record is written
         self.export_after_training(export_dir)  # a fallback folder, named, if output_dir fails after all
         return output
 

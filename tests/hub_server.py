@@ -1,7 +1,7 @@
 """A loopback Hugging Face Hub for tests (stdlib only): the routes feed-hf's pushes and pulls use, no more.
 
 Set HF_ENDPOINT=hub.url before huggingface_hub is imported, and HF_HUB_DISABLE_XET=1 (classic LFS uploads).
-Model repos in memory; each commit keeps its whole tree, so every branch and commit sha stays downloadable.
+Model and dataset repos in memory; each commit keeps its whole tree, so every branch and commit sha stays downloadable.
 Routes: whoami-v2, validate-yaml, repos/create, info[/revision/REV], tree/REV[/PATH], preupload, commit
 (file, lfsFile), branch, LFS batch + PUT, HEAD/GET resolve; 404s carry the X-Error-Code the client maps.
 Any valid token reads and writes every repo; a bad token gets 401; a private repo is a 404 without a token.
@@ -23,9 +23,10 @@ from urllib.parse import unquote, urlsplit
 __all__ = ["HubError", "LoopbackHub", "free_port"]
 
 LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".onnx", ".npy", ".npz", ".pkl")
-_API = re.compile(r"^/api/models/([^/]+/[^/]+)/?(.*)$")
-_RESOLVE = re.compile(r"^/([^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
-_LFS_BATCH = re.compile(r"^/([^/]+/[^/]+?)\.git/info/lfs/objects/batch$")
+# Dataset repos (teacher stores) live beside the model repos, keyed "datasets/ns/name" as in their URLs.
+_API = re.compile(r"^/api/(models|datasets)/([^/]+/[^/]+)/?(.*)$")
+_RESOLVE = re.compile(r"^/((?:datasets/)?[^/]+/[^/]+)/resolve/([^/]+)/(.+)$")
+_LFS_BATCH = re.compile(r"^/((?:datasets/)?[^/]+/[^/]+?)\.git/info/lfs/objects/batch$")
 _LFS_PUT = re.compile(r"^/__lfs/([0-9a-f]{64})$")  # our stand-in for the presigned storage URL
 
 
@@ -105,18 +106,26 @@ class LoopbackHub:
             self._server.server_close()  # later connections are refused at once instead of hanging
             self._server = None
 
-    def commits(self, repo_id: str, revision: str | None = None) -> list[str]:
+    def commits(self, repo_id: str, revision: str | None = None, repo_type: str = "model") -> list[str]:
         """Commit shas, newest first: all of the repo's commits, or the history of `revision` if given."""
         with self._lock:
-            repo = self._repos[repo_id]
+            repo = self._repos[_key(repo_id, repo_type)]
             shas = [repo.sha(revision)] if revision else list(reversed(repo.trees))
             while revision and repo.parents[shas[-1]] is not None:
                 shas.append(repo.parents[shas[-1]])
             return shas
 
-    def files(self, repo_id: str, revision: str = "main") -> dict[str, bytes]:
+    def files(self, repo_id: str, revision: str = "main", repo_type: str = "model") -> dict[str, bytes]:
         with self._lock:
-            return dict(self._repos[repo_id].trees[self._repos[repo_id].sha(revision)])
+            repo = self._repos[_key(repo_id, repo_type)]
+            return dict(repo.trees[repo.sha(revision)])
+
+    def replace_file(self, repo_id: str, path: str, data: bytes | None, repo_type: str = "model") -> str:
+        """A new commit on main where `path` holds `data`, or is gone if None (a bad upload, for tests); its sha."""
+        with self._lock:
+            repo = self._repos[_key(repo_id, repo_type)]
+            tree = {**repo.trees[repo.branches["main"]], path: data}
+            return repo.commit("main", {name: value for name, value in tree.items() if value is not None})
 
     def answer(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict, bytes]:
         with self._lock:
@@ -155,7 +164,8 @@ class LoopbackHub:
         if req.method in ("GET", "HEAD") and (match := _RESOLVE.match(req.path)):
             return _resolve(self._repo(req, match[1]), unquote(match[2]), unquote(match[3]))
         if match := _API.match(req.path):
-            return self._api(req, match[1], [unquote(part) for part in match[2].split("/")])
+            repo_id = match[2] if match[1] == "models" else f"datasets/{match[2]}"
+            return self._api(req, repo_id, [unquote(part) for part in match[3].split("/")])
         raise HubError(404, f"LoopbackHub does not implement {req.method} {req.path}")
 
     def _repo(self, req: _Request, repo_id: str) -> _Repo:
@@ -167,14 +177,15 @@ class LoopbackHub:
 
     def _create_repo(self, req: _Request) -> tuple[int, dict, dict]:
         payload = req.json()
-        repo_id = f"{payload.get('organization') or self.user}/{payload['name']}"
+        repo_id = _key(f"{payload.get('organization') or self.user}/{payload['name']}", payload.get("type") or "model")
         url = f"{self.url}/{repo_id}"
         if repo_id in self._repos:  # the client's exist_ok turns this 409 into success
             return 409, {}, {"error": "You already created this model repo", "url": url}
         private = payload.get("private") is True or payload.get("visibility") == "private"
         self._repos[repo_id] = _Repo(private)
         self._repos[repo_id].commit("main", {".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"})
-        return 200, {}, {"url": url, "name": repo_id, "id": repo_id}
+        bare_id = repo_id.removeprefix("datasets/")
+        return 200, {}, {"url": url, "name": bare_id, "id": bare_id}
 
     def _api(self, req: _Request, repo_id: str, parts: list[str]) -> tuple[int, dict, dict | list]:
         repo, (op, *args) = self._repo(req, repo_id), parts
@@ -182,7 +193,8 @@ class LoopbackHub:
             case "GET", "" | "revision":
                 sha = repo.sha(args[0] if args else "main")
                 siblings = [{"rfilename": path} for path in sorted(repo.trees[sha])]
-                return 200, {}, {"id": repo_id, "sha": sha, "private": repo.private, "siblings": siblings}
+                bare_id = repo_id.removeprefix("datasets/")
+                return 200, {}, {"id": bare_id, "sha": sha, "private": repo.private, "siblings": siblings}
             case "GET", "tree":
                 return 200, {}, _tree(repo, args[0], "/".join(args[1:]))
             case "POST", "preupload":
@@ -217,6 +229,10 @@ class LoopbackHub:
                 raise HubError(400, f"LoopbackHub cannot apply {key!r} to {value.get('path')!r}")
         sha = repo.commit(branch, tree)
         return {"success": True, "commitOid": sha, "commitUrl": f"{self.url}/{repo_id}/commit/{sha}"}
+
+
+def _key(repo_id: str, repo_type: str) -> str:
+    return repo_id if repo_type in ("model", None) else f"{repo_type}s/{repo_id}"
 
 
 def _upload_modes(files: list[dict]) -> dict:

@@ -1,7 +1,8 @@
 """Run by test_teacher_store_ddp.py under `accelerate launch` (2 CPU processes, gloo): one FEED run on a store.
 
-Arguments: output folder, store folder, report folder. Writes, per rank, how many images each teacher's forward
-saw (while building and while training) and a few stored maps, so the test can check the shards and the reuse.
+Arguments: output folder, store folder, report folder[, Hub store repo to pull from]. Writes, per rank, how many
+images each teacher's forward saw (while building and while training), a few stored maps and where the features
+came from, so the test can check the shards, the reuse and the pull.
 """
 
 import collections
@@ -27,7 +28,7 @@ def _counting_forward(self, pixel_values, with_logits=False):
     return _original_forward(self, pixel_values, with_logits)
 
 
-def main(output_dir: str, store_dir: str, report_dir: str) -> None:
+def main(output_dir: str, store_dir: str, report_dir: str, repo: str | None = None) -> None:
     FrozenTeacher.forward = _counting_forward
     teachers = []
     for seed in (11, 12):
@@ -42,6 +43,7 @@ def main(output_dir: str, store_dir: str, report_dir: str) -> None:
         teacher_store=True,
         teacher_store_views=3,
         teacher_store_dir=store_dir,
+        teacher_store_repo=repo,
         ddp_find_unused_parameters=False,
     )
     trainer = FeedTrainer(teachers=teachers, args=config, train_dataset=SyntheticImages(30))
@@ -54,11 +56,12 @@ def main(output_dir: str, store_dir: str, report_dir: str) -> None:
         "world_size": config.world_size,
         "built": built,
         "after_training": dict(FORWARDS),
-        "shards": [shard["file"] for shard in store.manifest["shards"]],
+        "shards": [shard["file"] for shard in store.parts[0].manifest["shards"]],
         "map_sums": maps[0].float().flatten(1).sum(1).tolist(),
+        "sources": store.sources,
     }
     Path(report_dir, f"rank{config.process_index}.json").write_text(json.dumps(report))
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:5])

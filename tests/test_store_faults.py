@@ -237,11 +237,11 @@ def test_the_stores_crops_follow_the_runs_seed_unless_pinned(
         ).teacher_feature_cache
 
     first, second = store_of(0), store_of(1)
-    assert first.settings.seed == 0 and second.settings.seed == 1 and first.path != second.path
+    assert first.settings.seed == 0 and second.settings.seed == 1 and first.paths != second.paths
     images, views = torch.arange(16).repeat_interleave(2), torch.arange(2).repeat(16)
     assert not all(
         torch.equal(a, b)
         for a, b in zip(first.augmentation(images, views), second.augmentation(images, views), strict=True)
     )
     pinned = [store_of(seed, pinned=7) for seed in (0, 1)]
-    assert pinned[0].path == pinned[1].path and pinned[0].settings.seed == 7
+    assert pinned[0].paths == pinned[1].paths and pinned[0].settings.seed == 7

@@ -135,7 +135,7 @@ def test_feed_trainer_refuses_a_corrupted_store_before_any_step(
         )  # fmt: skip
         return FeedTrainer(teachers=tiny_teachers, args=config, train_dataset=synthetic_images(24))
 
-    store = trainer().teacher_feature_cache
+    store = trainer().teacher_feature_cache.parts[1]  # teacher 1's part
     _edit(_shard(store), "maps_0", _shuffle)
     with pytest.raises(StoreIntegrityError, match="part maps_0"):
         trainer()

@@ -11,6 +11,7 @@ import torch
 from timm.data import resolve_model_data_config
 
 from feed_hf.store_files import allocate_safetensors, map_safetensors
+from feed_hf.store_parts import ComposedStore
 from feed_hf.teacher_store import StaleTeacherStoreError, StoreSettings, TeacherStore, open_or_build_store
 from feed_hf.teacher_store_key import store_fingerprint, store_key
 from feed_hf.teachers import FrozenTeacher
@@ -84,7 +85,8 @@ def test_store_without_augmentation_trains_exactly_like_live_teachers(
     stored, trainer = final_state(
         teacher_store=True, teacher_store_dir=str(tmp_path / "s"), teacher_store_dtype="float32"
     )
-    assert isinstance(trainer.teacher_feature_cache, TeacherStore)
+    assert isinstance(trainer.teacher_feature_cache, ComposedStore)
+    assert all(isinstance(part, TeacherStore) for part in trainer.teacher_feature_cache.parts)
     for name, tensor in live.items():
         torch.testing.assert_close(stored[name], tensor, rtol=1e-5, atol=1e-6)
 
@@ -114,7 +116,7 @@ def test_teacher_forwards_are_images_times_views_and_a_second_run_makes_none(
         trainer = FeedTrainer(teachers=tiny_teachers, args=config, train_dataset=synthetic_images(40))
         trainer.train()
         assert sorted(counts.values()) == [40 * 3, 40 * 3]  # built once, in the first run; training reads it
-    assert len(list((tmp_path / "store").iterdir())) == 1
+    assert len(list((tmp_path / "store").iterdir())) == 2  # one part per teacher
 
 
 def test_each_replayed_view_is_what_the_stored_maps_were_computed_from(tmp_path, tiny_teachers, synthetic_images):

@@ -8,11 +8,11 @@ import pytest
 from test_distributed import launch_command, launch_env
 
 
-def _launch(tmp_path: Path, name: str, store: Path) -> list[dict]:
+def _launch(tmp_path: Path, name: str, store: Path, *repo: str) -> list[dict]:
     reports = tmp_path / name / "reports"
     reports.mkdir(parents=True)
     worker = str(Path(__file__).resolve().parent / "teacher_store_worker.py")
-    command = launch_command(worker, [str(tmp_path / name / "out"), str(store), str(reports)], 2)
+    command = launch_command(worker, [str(tmp_path / name / "out"), str(store), str(reports), *repo], 2)
     done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=launch_env())
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(path.read_text()) for path in sorted(reports.glob("rank*.json"))]
@@ -31,3 +31,19 @@ def test_two_ranks_build_one_store_once_and_a_second_run_makes_no_teacher_forwar
     second = _launch(tmp_path, "second", store)
     assert all(report["built"] == {} and report["after_training"] == {} for report in second)
     assert second[0]["map_sums"] == first[0]["map_sums"]
+
+
+@pytest.mark.slow  # one accelerate launch of 2 processes: about half a minute on this machine
+def test_two_ranks_pull_a_pushed_store_and_make_no_teacher_forward(loopback_hub, tmp_path, monkeypatch):
+    from conftest import HUB_TOKEN
+
+    from feed_hf.store_hub import push_store
+
+    monkeypatch.setenv("HF_TOKEN", HUB_TOKEN)  # the launched processes inherit it, and HF_ENDPOINT
+    built = _launch(tmp_path, "built", tmp_path / "built")
+    sha, _ = push_store(tmp_path / "built", "tester/ddp-store")
+    pulled = _launch(tmp_path, "pulled", tmp_path / "pulled", "tester/ddp-store")
+    for report in pulled:  # rank 0 pulled, both ranks read the pulled parts; no teacher forward anywhere
+        assert report["built"] == {} and report["after_training"] == {}
+        assert report["map_sums"] == built[0]["map_sums"]
+    assert pulled[0]["sources"] == [f"hub:tester/ddp-store@{sha}"] * 2
