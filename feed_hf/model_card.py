@@ -14,6 +14,7 @@ from transformers.modelcard import make_markdown_table, parse_log_history
 from .card_metadata import card_metadata, dataset_label, pipeline_tag
 from .export import write_export_file
 from .files import CARD_NAME, FEED_CONFIG_NAME, MODEL_CONFIG_NAME, RESULTS_NAME
+from .license_notes import restricting_licences
 from .portable import portable_dataset, portable_teacher_source
 
 __all__ = [
@@ -168,11 +169,12 @@ def _license_line(license_record: dict) -> str:
         f"{s['role']} `{s['name']}`: {s['license'] or 'unknown'}" for s in license_record.get("sources") or []
     )
     of_sources = f" Its sources: {sources}." if sources else ""
+    of_sources += restricting_licences(license_record.get("sources") or [])
     if license_record.get("id"):
         chosen = {"model_license": "chosen with `model_license`", "inherited": "the licence all its sources share"}
         how = chosen.get(license_record.get("source"), f"given to {license_record.get('source')}")
         return f"`{license_record['id']}` ({how}).{of_sources}"
-    return f"not chosen: {license_record.get('reason') or 'set model_license'}."
+    return f"not chosen: {license_record.get('reason') or 'set model_license'}.{of_sources}"
 
 
 def _summary(architecture: str, teachers: list[dict], dataset: str, metrics: dict, feed: dict, results: dict) -> str:

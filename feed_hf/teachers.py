@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .features import FeatureTap, common_spatial_size, match_spatial_size, probe_feature_shape
+from .model_formats import is_transformers_spec, transformers_spec_parts
 from .teacher_kwargs import take_checkpoint_kwarg
 from .teacher_sources import (
     HubTeacherError,
@@ -26,6 +27,7 @@ from .teacher_sources import (
     split_model_kwargs,
     weight_shapes,
 )
+from .transformers_teachers import load_transformers_teacher
 
 __all__ = [
     "FrozenTeacher",
@@ -42,7 +44,9 @@ __all__ = [
 ]
 
 
-def load_teacher_model(spec: str, allow_pickle: bool = False) -> nn.Module:
+def load_teacher_model(
+    spec: str, allow_pickle: bool = False, batch_size: int | None = None, device: torch.device | str | None = None
+) -> nn.Module:
     """A teacher network from a spec string (the `teachers` option accepts exactly these forms).
 
     - `hf-hub:ns/name[@revision]`: a timm-format repo on the Hub, pinned to a commit (cached; offline from cache).
@@ -56,7 +60,14 @@ def load_teacher_model(spec: str, allow_pickle: bool = False) -> nn.Module:
     Every source reads `model.safetensors` when there is one; weights that exist only as a pickle
     (`.pth`/`.pt`/`.bin`/`.ckpt`) need `allow_pickle` and are then read with `weights_only=True`. Weights are
     checked against the architecture on the meta device, so a model they cannot fill is never built.
+
+    A folder or repo in transformers' format (its config.json names a `model_type`) goes to
+    `load_transformers_teacher` (docs/foundation_models.md); given `batch_size`, its inference memory at that batch
+    size is estimated first and a teacher that would not fit in the free memory of `device` (None: RAM) is refused.
     """
+    if is_transformers_spec(spec):
+        base, model_kwargs = transformers_spec_parts(spec)
+        return load_transformers_teacher(base, allow_pickle, model_kwargs, batch_size=batch_size, device=device)
     if Path(spec).is_dir():  # a folder whose name looks like keyword arguments is still that folder
         return load_folder_teacher(spec, spec, allow_pickle)
     full_spec = spec

@@ -163,7 +163,13 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
         student_data_config = resolve_model_data_config(student)
         frozen = []
         for index, source in enumerate(sources):
-            module = source if isinstance(source, nn.Module) else load_teacher_model(source, args.teacher_allow_pickle)
+            module = (
+                source
+                if isinstance(source, nn.Module)
+                else load_teacher_model(
+                    source, args.teacher_allow_pickle, args.per_device_train_batch_size, args.device
+                )
+            )
             feature_module = args.teacher_feature_module(index, len(sources))
             frozen.append(
                 FrozenTeacher(

@@ -1,0 +1,97 @@
+"""transformers-format teachers through the normal paths: the same specs as timm ones (`hf-hub:`, `local-dir:`),
+dispatched on the checkpoint's format, their preprocessing from their processor, the licence on the card."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+from foundation_fixtures import FAMILIES, MEAN, SIZE, STD, push_folder, save_family
+from timm.data import resolve_model_data_config
+
+from feed_hf import FeedTrainer
+from feed_hf.teachers import load_teacher_model
+from feed_hf.transformers_models import TransformersVisionModel
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+GRID = {"swin": 8, "swinv2": 8, "convnext": 1, "convnextv2": 1, "resnet": 1, "regnet": 1}  # else 32/8 = 4
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_is_a_teacher_through_feed_trainer_from_the_hub(
+    loopback_hub, tmp_path, family, feed_config_factory, synthetic_images
+):
+    folder = tmp_path / family
+    save_family(folder, family)
+    sha = push_folder(folder, f"tester/tiny-{family}")
+    args = feed_config_factory(tmp_path / "run", teachers=[f"hf-hub:tester/tiny-{family}"], feed_beta=[1.0])
+    trainer = FeedTrainer(args=args, train_dataset=synthetic_images(16))
+    teacher = trainer.teachers[0]
+    assert isinstance(teacher.model, TransformersVisionModel)
+    assert teacher.model.pretrained_cfg["hf_hub_id"] == f"tester/tiny-{family}@{sha}"  # pinned
+    grid = GRID.get(family, SIZE // 8)
+    assert tuple(teacher.feature_shape[1:]) == (grid, grid)
+    # Its mean/std are its processor's (not ImageNet's): the student's pixels are re-normalised to them.
+    student = resolve_model_data_config(trainer.student)
+    expected = torch.tensor(student["std"]) / torch.tensor(STD)
+    assert torch.allclose(teacher.input_scale.flatten(), expected)
+    expected_shift = (torch.tensor(student["mean"]) - torch.tensor(MEAN)) / torch.tensor(STD)
+    assert torch.allclose(teacher.input_shift.flatten(), expected_shift)
+
+
+def test_a_transformers_teacher_trains_a_student_and_its_licence_reaches_the_record(
+    tmp_path, feed_config_factory, synthetic_images, caplog
+):
+    folder = tmp_path / "dino"
+    save_family(folder, "dinov2", card_license="cc-by-nd-4.0")
+    args = feed_config_factory(tmp_path / "run", teachers=[f"local-dir:{folder}"], feed_beta=[1.0], max_steps=2)
+    with caplog.at_level(logging.WARNING):
+        trainer = FeedTrainer(args=args, train_dataset=synthetic_images(32))
+    assert "cc-by-nd-4.0" in caplog.text and "derivative" in caplog.text  # the log states it
+    before = [p.detach().clone() for p in trainer.student.parameters()]
+    trainer.train()
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.student.parameters(), strict=True))
+    assert any("feed/loss_t0" in entry for entry in trainer.state.log_history)
+    trainer.save_model()
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    teacher_source = results["license"]["sources"][0]
+    assert teacher_source["role"] == "teacher 0" and teacher_source["license"] == "cc-by-nd-4.0"
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "cc-by-nd-4.0 forbids derivatives" in card  # stated on the card, not decided for the user
+
+
+def test_pickle_only_transformers_teacher_is_refused_without_opt_in(tmp_path):
+    folder = tmp_path / "vit"
+    model = save_family(folder, "vit")
+    (folder / "model.safetensors").unlink()
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")  # as older repos ship it
+    with pytest.raises(Exception, match="pickle"):
+        load_teacher_model(f"local-dir:{folder}")
+    assert isinstance(load_teacher_model(f"local-dir:{folder}", allow_pickle=True), TransformersVisionModel)
+
+
+def test_a_teacher_too_large_for_memory_is_refused_through_the_trainer(
+    tmp_path, feed_config_factory, synthetic_images, monkeypatch
+):
+    folder = tmp_path / "vit"
+    save_family(folder, "vit")
+    monkeypatch.setattr("feed_hf.memory_estimate.available_memory_bytes", lambda device=None: 1024)
+    args = feed_config_factory(tmp_path / "run", teachers=[str(folder)], feed_beta=[1.0])
+    with pytest.raises(ValueError, match=r"needs about .* GiB .*lower the batch size"):
+        FeedTrainer(args=args, train_dataset=synthetic_images(16))
+
+
+def test_a_processor_contradicting_the_model_is_refused_through_the_trainer(
+    tmp_path, feed_config_factory, synthetic_images
+):
+    folder = tmp_path / "vit"
+    save_family(folder, "vit")
+    from foundation_fixtures import save_processor
+
+    save_processor(folder, size=30)  # not a multiple of the patch size 8
+    args = feed_config_factory(tmp_path / "run", teachers=[str(folder)], feed_beta=[1.0])
+    with pytest.raises(Exception, match="30"):
+        FeedTrainer(args=args, train_dataset=synthetic_images(16))
