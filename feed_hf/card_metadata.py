@@ -50,7 +50,7 @@ def card_metadata(results: dict[str, Any], feed: dict[str, Any], name: str) -> M
     datasets = card.get("dataset_tags") or ([data["dataset_id"]] if data.get("dataset_id") else None)
     name = card.get("model_name") or name
     return ModelCardData(
-        library_name="timm",
+        library_name=feed.get("student_library", "timm"),
         pipeline_tag=task,
         language=card.get("language"),
         license=(results.get("license") or {}).get("id"),

@@ -13,6 +13,7 @@ from transformers.modelcard import make_markdown_table, parse_log_history
 
 from .card_metadata import card_metadata, dataset_label, pipeline_tag
 from .export import write_export_file
+from .exported_model import exported_model_facts
 from .files import CARD_NAME, FEED_CONFIG_NAME, MODEL_CONFIG_NAME, RESULTS_NAME
 from .license_notes import restricting_licences
 from .portable import portable_dataset, portable_teacher_source
@@ -49,7 +50,8 @@ def render_model_card(
     metrics = results.get("metrics", {})
     data = _card_data(results)
     teachers = [_teacher_row(spec, resolved) for spec, resolved in _zip_teachers(feed)]
-    architecture = config["architecture"]
+    facts = exported_model_facts(config, feed)
+    architecture = facts["architecture"]
     name = repo_id.split("/")[-1] if repo_id else export_dir.resolve().name  # a folder's name, never its path
     name = (results.get("card") or {}).get("model_name") or name
     baseline_top1 = baseline_top1 if baseline_top1 is not None else results.get("baseline_top1")
@@ -61,8 +63,9 @@ def render_model_card(
         summary=_summary(architecture, teachers, dataset_label(data), metrics, feed, results),
         architecture=architecture,
         num_parameters=f"{results.get('num_parameters', 0):,}",
-        num_classes=config.get("num_classes"),
-        input_size="×".join(str(s) for s in config.get("pretrained_cfg", {}).get("input_size", [])[1:]),
+        num_classes=facts["num_classes"],
+        input_size="×".join(str(s) for s in facts["input_size"]),
+        transformers_format=facts["library"] == "transformers",
         loss_description=_loss_description(feed, teachers, label_free),
         teachers=teachers,
         initialisation=initialisation(results),
