@@ -139,6 +139,7 @@ def describe_teacher(index: int, teacher: nn.Module, source: str, student_size: 
         "feature_module": teacher.feature_tap.module_name,
         "feature_shape": list(teacher.feature_shape),
         "compared_at": list(teacher.compare_size),
+        **({"balance": teacher.balance.metadata()} if getattr(teacher, "balance", None) is not None else {}),
     }
 
 

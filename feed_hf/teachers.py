@@ -232,6 +232,14 @@ class FrozenTeacher(nn.Module):
         self, pixel_values: torch.Tensor, with_logits: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Student-normalised pixels `[B, 3, H, W]` → (feature map `[B, C_t, *compare_size]`, logits or None)."""
+        pixel_values = self.prepare_input(pixel_values)
+        with torch.autocast(
+            pixel_values.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
+        ):
+            return self._extract(pixel_values, with_logits)
+
+    def prepare_input(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Student-normalised pixels → this teacher's input: re-normalised, resized to its size, its memory format."""
         if self.renormalizes:
             pixel_values = pixel_values * self.input_scale.to(pixel_values.dtype) + self.input_shift.to(
                 pixel_values.dtype
@@ -240,11 +248,7 @@ class FrozenTeacher(nn.Module):
             pixel_values = F.interpolate(
                 pixel_values, size=self.input_size, mode="bilinear", align_corners=False, antialias=True
             )
-        pixel_values = pixel_values.contiguous(memory_format=self.memory_format)
-        with torch.autocast(
-            pixel_values.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
-        ):
-            return self._extract(pixel_values, with_logits)
+        return pixel_values.contiguous(memory_format=self.memory_format)
 
     def _extract_features(
         self, pixel_values: torch.Tensor, with_logits: bool
