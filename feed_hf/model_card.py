@@ -11,6 +11,7 @@ from typing import Any
 from huggingface_hub import ModelCard, constants
 from transformers.modelcard import make_markdown_table, parse_log_history
 
+from .backbone_card import backbone_rows
 from .card_metadata import card_metadata, dataset_label, pipeline_tag
 from .export import write_export_file
 from .exported_model import exported_model_facts
@@ -66,6 +67,7 @@ def render_model_card(
         num_classes=facts["num_classes"],
         input_size="×".join(str(s) for s in facts["input_size"]),
         transformers_format=facts["library"] == "transformers",
+        backbone_rows=backbone_rows(results),
         loss_description=_loss_description(feed, teachers, label_free),
         teachers=teachers,
         initialisation=initialisation(results),

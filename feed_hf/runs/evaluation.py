@@ -20,6 +20,7 @@ from ..files import atomic_write_text
 from ..metrics import top_k_from_logits
 from ..teacher_sources import TeacherSourceError, load_folder_teacher, load_hub_teacher
 from ..transforms import build_transform, with_pixel_values
+from .backbone_evaluation import run_backbone_evaluation
 
 __all__ = [
     "EvaluateArguments",
@@ -58,6 +59,25 @@ class EvaluateArguments:
         metadata={
             "help": "Load a model whose weights exist only as a pickle (pytorch_model.bin), which can run code "
             "when loaded; it is then read with weights_only=True. Off: such a model is refused."
+        },
+    )
+    protocol: list[str] = field(
+        default_factory=lambda: ["top1"],
+        metadata={
+            "help": "top1: the model's own classifier (top-1/top-5). knn and/or linear: judged as a backbone, k-NN "
+            "and a linear probe on its frozen pooled features, fitted on --probe_train_split; then --model may be "
+            "any teacher spec (a timm name with weights, hf-hub: timm or transformers repos, NAME=FILE)."
+        },
+    )
+    probe_train_split: str = field(
+        default="train", metadata={"help": "With --protocol knn/linear: the split the probe is fitted on."}
+    )
+    knn_k: int = field(default=20, metadata={"help": "With --protocol knn: neighbours that vote (DINO: 20)."})
+    record_in: str | None = field(
+        default=None,
+        metadata={
+            "help": "With --protocol knn/linear: the export folder whose results.json and card get this result "
+            "(e.g. the student's, for a teacher). Default: the model's own folder when it is an export."
         },
     )
 
@@ -115,6 +135,8 @@ def evaluation_split(data_args: DataArguments, split: str, seed: int) -> dataset
 def run_evaluation(data_args: DataArguments, evaluate_args: EvaluateArguments) -> dict[str, Any]:
     """Top-1/top-5 (%) of `evaluate_args.model` on the chosen split; written to `output_json` when set."""
     _check_output_json(evaluate_args.output_json)
+    if list(evaluate_args.protocol) != ["top1"]:  # judged as a backbone (backbone_evaluation.py)
+        return run_backbone_evaluation(data_args, evaluate_args, evaluation_split)
     model = load_exported_model(evaluate_args.model, evaluate_args.allow_pickle)
     split = evaluation_split(data_args, evaluate_args.split, evaluate_args.seed)
     _check_classes(evaluate_args.model, model, split, evaluate_args.split)
