@@ -95,3 +95,19 @@ def test_a_processor_contradicting_the_model_is_refused_through_the_trainer(
     args = feed_config_factory(tmp_path / "run", teachers=[str(folder)], feed_beta=[1.0])
     with pytest.raises(Exception, match="30"):
         FeedTrainer(args=args, train_dataset=synthetic_images(16))
+
+
+def test_a_model_whose_outputs_cannot_form_a_map_is_refused_in_one_line(
+    tmp_path, feed_config_factory, synthetic_images
+):
+    import transformers
+    from foundation_fixtures import save_processor
+
+    folder = tmp_path / "bert"
+    config = transformers.BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    transformers.BertModel(config).save_pretrained(folder)  # a text model: no pixel_values, no map
+    save_processor(folder)
+    args = feed_config_factory(tmp_path / "run", teachers=[f"local-dir:{folder}"], feed_beta=[1.0])
+    with pytest.raises(Exception, match="bert") as refused:
+        FeedTrainer(args=args, train_dataset=synthetic_images(16))
+    assert "\n" not in str(refused.value)
