@@ -65,6 +65,8 @@ def test_transformers_student_trains_and_exports_for_from_pretrained_and_pipelin
     assert len(reloaded["pipeline"]) == 5
     assert ModelCard.load(export / "README.md").data.library_name == "transformers"
     check_pushable(export)  # what a push checks passes for this format too
+    for name in ("config.json", "feed_config.json", "results.json", "README.md", "preprocessor_config.json"):
+        assert str(tmp_path) not in (export / name).read_text()  # no path of this machine in what may be pushed
 
 
 def test_a_timm_student_keeps_timm_format_and_card(tmp_path, feed_config_factory, synthetic_images, tiny_teachers):

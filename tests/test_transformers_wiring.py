@@ -111,3 +111,18 @@ def test_a_model_whose_outputs_cannot_form_a_map_is_refused_in_one_line(
     with pytest.raises(Exception, match="bert") as refused:
         FeedTrainer(args=args, train_dataset=synthetic_images(16))
     assert "\n" not in str(refused.value)
+
+
+def test_a_cached_transformers_teacher_loads_offline_through_the_dispatch(loopback_hub, tmp_path):
+    import huggingface_hub
+
+    save_family(tmp_path / "vit", "vit")
+    sha = push_folder(tmp_path / "vit", "tester/offline-vit")
+    online = load_teacher_model(f"hf-hub:tester/offline-vit@{sha}")
+    with pytest.MonkeyPatch.context() as offline_mode:
+        offline_mode.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        seen = len(loopback_hub.requests_seen)
+        offline = load_teacher_model(f"hf-hub:tester/offline-vit@{sha}")  # the format read from the cache too
+        assert len(loopback_hub.requests_seen) == seen
+    pixels = torch.randn(1, 3, SIZE, SIZE)
+    torch.testing.assert_close(offline.feature_map(pixels), online.feature_map(pixels), rtol=0, atol=0)
