@@ -10,6 +10,8 @@ import torch
 from torch.nn import functional as F
 
 from feed_hf import FeedConfig, FeedTrainer
+from feed_hf.agglomeration import teacher_summary
+from feed_hf.balancing import balance_features
 from feed_hf.label_free import cross_entropy_term
 from feed_hf.losses import feed_distance, feed_loss
 from feed_hf.summary_features import SummaryConnector
@@ -80,8 +82,6 @@ def test_balancing_is_fitted_once_applied_to_the_maps_and_recorded(
     # On the fitting sample, the balanced maps have unit variance per channel (standardize) / dimension (phi_s).
     pixels = synthetic_images(32).pixels[:16]
     for teacher, balance in zip(trainer.teachers, balances, strict=True):
-        from feed_hf.balancing import balance_features
-
         vectors = balance_features(teacher(pixels)[0], balance).permute(0, 2, 3, 1).reshape(-1, balance.num_channels)
         kept = vectors.var(dim=0, unbiased=False) > 1e-6
         torch.testing.assert_close(
@@ -124,3 +124,44 @@ def test_a_per_teacher_map_distance_replaces_eq_2_for_that_teacher_only(
 def test_bad_agglomeration_options_are_refused_by_name(tmp_path, overrides, named):
     with pytest.raises(ValueError, match=named):
         FeedConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, **overrides)
+
+
+def test_label_free_eval_loss_is_the_training_objective_with_balance_and_summaries(
+    tmp_path, feed_config_factory, tiny_teachers
+):
+    class Unlabelled(torch.utils.data.Dataset):
+        def __init__(self, n: int) -> None:
+            self.pixels = torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+        def __len__(self) -> int:
+            return len(self.pixels)
+
+        def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+            return {"pixel_values": self.pixels[index]}
+
+    args = feed_config_factory(
+        tmp_path / "run",
+        num_labels=0,
+        feed_beta=[1.0, 2.0],
+        feed_balance="standardize",
+        feed_balance_samples=8,
+        feed_summary_weight=[0.5],
+        max_steps=1,
+    )
+    trainer = FeedTrainer(teachers=tiny_teachers, args=args, train_dataset=Unlabelled(16), eval_dataset=Unlabelled(8))
+    model, pixels = trainer.model.eval(), Unlabelled(8).pixels
+    loss = trainer.compute_loss(model, {"pixel_values": pixels})
+    with torch.no_grad():
+        _, student_map = model.feature_tap.logits_and_map(model.student, pixels)
+        teacher_maps, _ = trainer.teacher_outputs(pixels)
+        expected = sum(
+            beta * feed_distance(connector(student_map), balance_features(target, teacher.balance))
+            for beta, connector, target, teacher in zip(
+                [1.0, 2.0], model.connectors, teacher_maps, trainer.teachers, strict=True
+            )
+        )
+        pooled = student_map.mean(dim=(2, 3))
+        for connector, teacher in zip(model.summary_connectors, trainer.teachers, strict=True):
+            target = teacher_summary(teacher, pixels)
+            expected = expected + 0.5 * feed_distance(connector(pooled), target)
+    torch.testing.assert_close(loss, expected)
