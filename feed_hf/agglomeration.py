@@ -76,8 +76,14 @@ def summary_terms(
 ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
     """(Σ w_n·d_sum,n, its log terms `feed/summary` and `feed/summary_t{n}`); (None, {}) without summary terms."""
     connectors = getattr(trainer.accelerator.unwrap_model(model), "summary_connectors", None)
-    if not connectors or outputs.student_feature_map is None:
+    if not trainer.args.uses_summaries():
         return None, {}
+    if not connectors or len(connectors) != len(trainer.teachers):
+        raise ValueError(
+            f"feed_summary_weight={trainer.args.feed_summary_weight} but the model has "
+            f"{len(connectors or [])} summary connectors for {len(trainer.teachers)} teachers (a FeedStudent built "
+            "by hand?); let FeedTrainer build the FeedStudent (pass the bare student), or set feed_summary_weight=0"
+        )
     args, count = trainer.args, len(trainer.teachers)
     student_summary = pooled_summary(outputs.student_feature_map)
     targets = [teacher_summary(teacher, pixel_values) for teacher in trainer.teachers]

@@ -63,7 +63,8 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
     checkpoints keep the connectors so `resume_from_checkpoint` restores them.
 
     Logged per logging window (averaged over steps and processes): `loss/ce`, `feed/loss` (the
-    β-weighted sum), `feed/loss_t{i}` (teacher i's unweighted Eq. 2) and `loss/kd` when enabled.
+    β-weighted sum), `feed/loss_t{i}` (teacher i's unweighted Eq. 2), `loss/kd` when enabled, and with
+    `feed_summary_weight` `feed/summary` and `feed/summary_t{i}` (agglomeration.py).
     """
 
     # compute_loss returns a per-batch mean: the Trainer divides by gradient-accumulation steps.

@@ -165,3 +165,22 @@ def test_label_free_eval_loss_is_the_training_objective_with_balance_and_summari
             target = teacher_summary(teacher, pixels)
             expected = expected + 0.5 * feed_distance(connector(pooled), target)
     torch.testing.assert_close(loss, expected)
+
+
+def test_summary_connectors_are_built_for_model_init_students_too(
+    tmp_path, feed_config_factory, synthetic_images, tiny_teachers
+):
+    import timm
+
+    args = feed_config_factory(
+        tmp_path / "run", feed_beta=[1.0, 2.0], feed_summary_weight=[1.0], max_steps=1, logging_steps=1
+    )
+    trainer = FeedTrainer(
+        model_init=lambda: timm.create_model("resnet8_cifar", num_classes=5),
+        teachers=tiny_teachers,
+        args=args,
+        train_dataset=synthetic_images(16),
+    )
+    trainer.train()
+    assert len(trainer.model.summary_connectors) == 2
+    assert any("feed/summary_t1" in entry for entry in trainer.state.log_history)
