@@ -77,3 +77,22 @@ def test_a_timm_student_keeps_timm_format_and_card(tmp_path, feed_config_factory
     assert json.loads((tmp_path / "run" / "config.json").read_text())["architecture"] == "resnet8_cifar"
     assert "student_library" not in json.loads((tmp_path / "run" / "feed_config.json").read_text())
     assert ModelCard.load(tmp_path / "run" / "README.md").data.library_name == "timm"
+
+
+def test_the_cli_trains_a_transformers_student_from_transformers_teachers(tmp_path):
+    from recipe_helpers import tiny_argv
+
+    from feed_hf.runs.commands import run_command
+
+    save_family(tmp_path / "student", "convnext", classifier=True)
+    save_family(tmp_path / "teacher", "resnet")
+    output_dir = tmp_path / "run"
+    argv = tiny_argv(
+        output_dir, "--student", f"local-dir:{tmp_path / 'student'}", "--teachers", str(tmp_path / "teacher")
+    )
+    results = run_command("parallel", [*argv, "--feed_beta", "1.0", "--input_size", "32"])
+    assert results["feed"]["student_library"] == "transformers" and "eval_top1" in results["metrics"]
+    assert json.loads((output_dir / "config.json").read_text())["model_type"] == "convnext"
+    assert (output_dir / "preprocessor_config.json").is_file()
+    evaluated = run_command("evaluate", ["--model", str(output_dir), "--split", "eval", *argv[:6]])
+    assert evaluated["top1"] == results["metrics"]["eval_top1"]  # the export measures what training reported

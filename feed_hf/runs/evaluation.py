@@ -18,7 +18,9 @@ from torch.utils.data import DataLoader
 from ..data import DataArguments, load_image_splits
 from ..files import atomic_write_text
 from ..metrics import top_k_from_logits
+from ..model_formats import is_transformers_spec
 from ..teacher_sources import TeacherSourceError, load_folder_teacher, load_hub_teacher
+from ..teachers import load_teacher_model
 from ..transforms import build_transform, with_pixel_values
 from .backbone_evaluation import run_backbone_evaluation
 
@@ -83,7 +85,7 @@ class EvaluateArguments:
 
 
 def load_exported_model(source: str | Path, allow_pickle: bool = False) -> nn.Module:
-    """A timm-format model in eval mode from a folder, `local-dir:PATH` or `hf-hub:ns/name[@revision]`.
+    """A timm- or transformers-format model in eval mode from a folder, `local-dir:PATH` or `hf-hub:ns/name[@rev]`.
 
     Read as teachers and students are (`teacher_sources`): `model.safetensors` whenever there is one, a pickle
     (`pytorch_model.bin`) only with `allow_pickle` and then with `weights_only=True`, the weights checked against
@@ -99,6 +101,8 @@ def load_exported_model(source: str | Path, allow_pickle: bool = False) -> nn.Mo
     if not spec.startswith("hf-hub:") and not (Path(folder) / "config.json").is_file():
         raise ValueError(f"model {str(source)!r}: {folder!r} holds no config.json; give a folder exported by feed-hf")
     try:
+        if is_transformers_spec(spec):  # a transformers student's export (save_pretrained + its processor)
+            return load_teacher_model(spec, allow_pickle).eval()
         if spec.startswith("hf-hub:"):
             return load_hub_teacher(spec, allow_pickle).eval()
         return load_folder_teacher(spec, folder, allow_pickle).eval()
