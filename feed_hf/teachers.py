@@ -45,7 +45,11 @@ __all__ = [
 
 
 def load_teacher_model(
-    spec: str, allow_pickle: bool = False, batch_size: int | None = None, device: torch.device | str | None = None
+    spec: str,
+    allow_pickle: bool = False,
+    batch_size: int | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
 ) -> nn.Module:
     """A teacher network from a spec string (the `teachers` option accepts exactly these forms).
 
@@ -63,11 +67,14 @@ def load_teacher_model(
 
     A folder or repo in transformers' format (its config.json names a `model_type`) goes to
     `load_transformers_teacher` (docs/foundation_models.md); given `batch_size`, its inference memory at that batch
-    size is estimated first and a teacher that would not fit in the free memory of `device` (None: RAM) is refused.
+    size (activations in `dtype`, the teacher's autocast dtype; None: float32) is estimated first and a teacher that
+    would not fit in the free memory of `device` (None: RAM) is refused.
     """
     if is_transformers_spec(spec):
         base, model_kwargs = transformers_spec_parts(spec)
-        return load_transformers_teacher(base, allow_pickle, model_kwargs, batch_size=batch_size, device=device)
+        return load_transformers_teacher(
+            base, allow_pickle, model_kwargs, batch_size=batch_size, dtype=dtype or torch.float32, device=device
+        )
     if Path(spec).is_dir():  # a folder whose name looks like keyword arguments is still that folder
         return load_folder_teacher(spec, spec, allow_pickle)
     full_spec = spec

@@ -171,7 +171,11 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
                 source
                 if isinstance(source, nn.Module)
                 else load_teacher_model(
-                    source, args.teacher_allow_pickle, args.per_device_train_batch_size, args.device
+                    source,
+                    args.teacher_allow_pickle,
+                    args.per_device_train_batch_size,
+                    args.device,
+                    args.teacher_autocast_dtype(),
                 )
             )
             feature_module = args.teacher_feature_module(index, len(sources))

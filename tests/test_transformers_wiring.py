@@ -126,3 +126,28 @@ def test_a_cached_transformers_teacher_loads_offline_through_the_dispatch(loopba
         assert len(loopback_hub.requests_seen) == seen
     pixels = torch.randn(1, 3, SIZE, SIZE)
     torch.testing.assert_close(offline.feature_map(pixels), online.feature_map(pixels), rtol=0, atol=0)
+
+
+def test_the_memory_check_counts_the_teacher_dtype_it_will_run_in(
+    tmp_path, feed_config_factory, synthetic_images, monkeypatch
+):
+    from feed_hf.memory_estimate import HEADROOM
+    from feed_hf.transformers_sources import prepare_transformers_source
+    from feed_hf.transformers_teachers import teacher_memory_estimate
+
+    folder = tmp_path / "vit"
+    save_family(folder, "vit")
+    shell = prepare_transformers_source(str(folder)).shell
+    needed = {
+        dtype: teacher_memory_estimate(shell, (3, SIZE, SIZE), 16, dtype).total_bytes * HEADROOM
+        for dtype in (torch.float32, torch.bfloat16)
+    }
+    between = int((needed[torch.float32] + needed[torch.bfloat16]) / 2)  # bf16 fits, float32 does not
+    monkeypatch.setattr("feed_hf.memory_estimate.available_memory_bytes", lambda device=None: between)
+    for dtype, fits in (("float32", False), ("bfloat16", True)):
+        args = feed_config_factory(tmp_path / dtype, teachers=[str(folder)], feed_beta=[1.0], teacher_dtype=dtype)
+        if fits:
+            FeedTrainer(args=args, train_dataset=synthetic_images(16))
+        else:
+            with pytest.raises(ValueError, match="teacher_dtype"):
+                FeedTrainer(args=args, train_dataset=synthetic_images(16))
