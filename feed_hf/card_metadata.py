@@ -14,6 +14,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, hf_hub_download
 
+from .backbone_card import backbone_eval_results
 from .files import CARD_NAME
 
 __all__ = ["card_metadata", "dataset_label", "hub_teachers", "model_tags", "pipeline_tag", "teacher_license"]
@@ -42,6 +43,7 @@ def card_metadata(results: dict[str, Any], feed: dict[str, Any], name: str) -> M
     data, card = results.get("data") or {}, results.get("card") or {}
     task = pipeline_tag(results)
     evaluations = _eval_results(results.get("metrics") or {}, data, task)
+    evaluations += backbone_eval_results(results, task, dataset_label(data))  # feed-hf evaluate --protocol
     declared_base = card.get("finetuned_from") or ""
     base_model = declared_base or (results.get("base_model") or "").partition("@")[0]
     base_model = base_model if base_model.count("/") == 1 else ""  # `base_model:` takes Hub repo ids only
@@ -50,7 +52,7 @@ def card_metadata(results: dict[str, Any], feed: dict[str, Any], name: str) -> M
     datasets = card.get("dataset_tags") or ([data["dataset_id"]] if data.get("dataset_id") else None)
     name = card.get("model_name") or name
     return ModelCardData(
-        library_name="timm",
+        library_name=feed.get("student_library", "timm"),
         pipeline_tag=task,
         language=card.get("language"),
         license=(results.get("license") or {}).get("id"),

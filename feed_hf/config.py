@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 from transformers import TrainingArguments
 
+from .agglomeration_options import AGGLOMERATION_ARGS_DOC, AgglomerationOptions
 from .config_access import FeedSettingsMixin
 from .config_checks import check_feed_config
 from .field_types import check_field_value, field_specs
@@ -20,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class FeedConfig(FeedSettingsMixin, TrainingArguments):
+class FeedConfig(FeedSettingsMixin, AgglomerationOptions, TrainingArguments):
     """TrainingArguments plus parallel FEED (Park & Kwak 2019): L = CE + Σ_n β_n·L_FEED_n [+ KD].
 
     FeedConfig adds to [`TrainingArguments`] the settings of parallel FEED (feature-level ensemble for knowledge
@@ -394,7 +395,10 @@ class FeedConfig(FeedSettingsMixin, TrainingArguments):
         TrainingArguments' fields given from Python are transformers' business; from a file, parse_arguments
         checks them too.
         """
-        own_fields = FeedConfig.__dict__["__annotations__"]
+        own_fields = {**AgglomerationOptions.__annotations__, **FeedConfig.__dict__["__annotations__"]}
         for name, (annotation, default) in field_specs(FeedConfig).items():
             if name in own_fields:
                 setattr(self, name, check_field_value(name, annotation, getattr(self, name), default=default))
+
+
+FeedConfig.__doc__ = FeedConfig.__doc__.rstrip() + AGGLOMERATION_ARGS_DOC  # its Args entries, at the end

@@ -73,4 +73,5 @@ class FeedSettingsMixin:
             "connector": self.connector_options(),
             "kd_weight": self.kd_weight,
             "kd_temperature": self.kd_temperature,
+            **self.agglomeration_settings(),  # summaries, distances, balancing: recorded when used
         }

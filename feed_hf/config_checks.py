@@ -7,6 +7,7 @@ from typing import Any
 
 from timm.layers import get_act_layer, get_norm_layer
 
+from .agglomeration_options import check_agglomeration_options
 from .checks import check_layer_name, check_per_teacher
 from .store_limits import check_store_views
 
@@ -59,6 +60,7 @@ def check_feed_config(config: Any) -> None:
     if not (math.isfinite(config.kd_weight) and config.kd_weight >= 0):
         raise ValueError(f"kd_weight must be finite and >= 0, got {config.kd_weight}")
     _check_step_decay(config)
+    check_agglomeration_options(config)
     if not config.kd_temperature > 0:
         raise ValueError(f"kd_temperature must be > 0, got {config.kd_temperature}")
 

@@ -47,6 +47,8 @@ from .files import (
     WEIGHTS_NAME,
     atomic_write_text,
 )
+from .transformers_models import TransformersVisionModel
+from .transformers_students import save_transformers_student
 
 __all__ = [
     "CONNECTORS_NAME",
@@ -206,6 +208,10 @@ def _not_written(output_dir: Path, error: OSError, had_export: bool, state: str 
 def _write_student_files(
     folder: Path, student: nn.Module, feed_config: dict, label_names: list[str] | None, connectors: nn.Module | None
 ) -> None:
+    if isinstance(student, TransformersVisionModel):  # transformers' own format: save_pretrained + its processor
+        save_transformers_student(student, folder, label_names)
+        _write_feed_files(folder, feed_config, connectors)
+        return
     model_config = {"label_names": list(label_names)} if label_names else None
     # The eval preprocessing training used (the student's cfg, as feed_hf.resolution decided it) replaces the
     # source checkpoint's test-time recommendations: pipeline() then preprocesses exactly as evaluation did.
@@ -213,6 +219,10 @@ def _write_student_files(
     save_for_hf(student, folder, model_config=model_config, safe_serialization=True, data_config=data_config)
     _drop_num_classes_model_arg(folder / MODEL_CONFIG_NAME)
     _keep_true_pretrained_cfg(folder / MODEL_CONFIG_NAME, student)
+    _write_feed_files(folder, feed_config, connectors)
+
+
+def _write_feed_files(folder: Path, feed_config: dict, connectors: nn.Module | None) -> None:
     (folder / FEED_CONFIG_NAME).write_text(json.dumps(feed_config, indent=2, default=str))
     if connectors is not None and len(connectors):
         state = {key: value.contiguous() for key, value in connectors.state_dict().items()}

@@ -22,10 +22,12 @@ from huggingface_hub.errors import HfHubHTTPError, HTTPError
 
 from .export import export_file
 from .export_store import current_version, public_names
+from .exported_model import transformers_export_problem
 from .files import CARD_NAME, CONNECTORS_NAME, FEED_CONFIG_NAME, MODEL_CONFIG_NAME, RESULTS_NAME, WEIGHTS_NAME
 from .model_card import write_model_card
 from .portable import local_fragment, local_fragments_in_json, portable_feed_config, portable_results
 from .teacher_sources import TeacherSourceError, check_weights_fit, weight_shapes
+from .transformers_sources import checkpoint_format
 
 __all__ = ["HubPushError", "PushArguments", "UnpushableExportError", "check_pushable", "push_export", "pushed_names"]
 
@@ -145,11 +147,16 @@ def check_pushable(export_dir: str | os.PathLike, push_connectors: bool = False)
     _parsed_json(export_dir / FEED_CONFIG_NAME)
     if (export_dir / RESULTS_NAME).exists():
         _parsed_json(export_dir / RESULTS_NAME)
-    if not isinstance(config.get("architecture"), str):
+    if checkpoint_format(config) == "transformers":  # a transformers student's save_pretrained folder
+        problem = transformers_export_problem(export_dir)
+        if problem:
+            raise UnpushableExportError(f"cannot push {export_dir}: {problem}; {_HOW_TO_EXPORT}")
+    elif not isinstance(config.get("architecture"), str):
         raise UnpushableExportError(
             f"cannot push {export_dir}: its config.json names no 'architecture' (not a timm export); {_HOW_TO_EXPORT}"
         )
-    _check_weights_fit(export_dir, config["architecture"])
+    else:
+        _check_weights_fit(export_dir, config["architecture"])
     if push_connectors and not export_file(export_dir, CONNECTORS_NAME).is_file():
         raise UnpushableExportError(
             f"cannot push the connectors of {export_dir}: it has no {CONNECTORS_NAME} (a CE-only model has none, "

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .losses import feed_loss
+from .agglomeration import balanced_maps, map_loss, summary_terms
 from .modeling import FeedStudentOutput
 
 __all__ = [
@@ -53,7 +53,8 @@ def evaluation_loss(
     trainer: Any, model: nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor | None
 ) -> tuple[torch.Tensor, FeedStudentOutput]:
     """Eval loss: CE of the student alone (label-smoothed as in training, as transformers' label smoother does);
-    without labels, Σβ·FEED between its connected maps and the teachers'."""
+    without labels, Σβ·FEED between its connected maps and the teachers' (with the training's balancing, distances
+    and summary terms when set: `agglomeration.py`)."""
     if labels is not None:
         outputs = model(pixel_values)
         smoothing = trainer.args.label_smoothing_factor
@@ -63,9 +64,11 @@ def evaluation_loss(
     logits, student_map = feed_student.feature_tap.logits_and_map(feed_student.student, student_pixels)
     connected = [connector(student_map) for connector in feed_student.connectors]
     teacher_maps, _ = trainer.teacher_outputs(pixel_values)
-    args = trainer.args
-    weighted, _ = feed_loss(connected, teacher_maps, trainer.feed_betas, args.feed_p, args.feed_reduction)
-    return weighted, FeedStudentOutput(logits=logits)
+    teacher_maps = balanced_maps(trainer.teachers, teacher_maps)  # the training objective: balance, distances
+    weighted, _ = map_loss(trainer.args, connected, teacher_maps, trainer.feed_betas)
+    tapped = FeedStudentOutput(logits=logits, student_feature_map=student_map)
+    summary, _ = summary_terms(trainer, model, tapped, pixel_values)  # None without feed_summary_weight
+    return (weighted if summary is None else weighted + summary), FeedStudentOutput(logits=logits)
 
 
 def enable_label_free_evaluation(trainer: Any) -> None:

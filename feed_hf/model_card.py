@@ -11,9 +11,12 @@ from typing import Any
 from huggingface_hub import ModelCard, constants
 from transformers.modelcard import make_markdown_table, parse_log_history
 
+from .backbone_card import backbone_rows
 from .card_metadata import card_metadata, dataset_label, pipeline_tag
 from .export import write_export_file
+from .exported_model import exported_model_facts
 from .files import CARD_NAME, FEED_CONFIG_NAME, MODEL_CONFIG_NAME, RESULTS_NAME
+from .license_notes import restricting_licences
 from .portable import portable_dataset, portable_teacher_source
 
 __all__ = [
@@ -48,7 +51,8 @@ def render_model_card(
     metrics = results.get("metrics", {})
     data = _card_data(results)
     teachers = [_teacher_row(spec, resolved) for spec, resolved in _zip_teachers(feed)]
-    architecture = config["architecture"]
+    facts = exported_model_facts(config, feed)
+    architecture = facts["architecture"]
     name = repo_id.split("/")[-1] if repo_id else export_dir.resolve().name  # a folder's name, never its path
     name = (results.get("card") or {}).get("model_name") or name
     baseline_top1 = baseline_top1 if baseline_top1 is not None else results.get("baseline_top1")
@@ -60,8 +64,10 @@ def render_model_card(
         summary=_summary(architecture, teachers, dataset_label(data), metrics, feed, results),
         architecture=architecture,
         num_parameters=f"{results.get('num_parameters', 0):,}",
-        num_classes=config.get("num_classes"),
-        input_size="×".join(str(s) for s in config.get("pretrained_cfg", {}).get("input_size", [])[1:]),
+        num_classes=facts["num_classes"],
+        input_size="×".join(str(s) for s in facts["input_size"]),
+        transformers_format=facts["library"] == "transformers",
+        backbone_rows=backbone_rows(results),
         loss_description=_loss_description(feed, teachers, label_free),
         teachers=teachers,
         initialisation=initialisation(results),
@@ -168,11 +174,12 @@ def _license_line(license_record: dict) -> str:
         f"{s['role']} `{s['name']}`: {s['license'] or 'unknown'}" for s in license_record.get("sources") or []
     )
     of_sources = f" Its sources: {sources}." if sources else ""
+    of_sources += restricting_licences(license_record.get("sources") or [])
     if license_record.get("id"):
         chosen = {"model_license": "chosen with `model_license`", "inherited": "the licence all its sources share"}
         how = chosen.get(license_record.get("source"), f"given to {license_record.get('source')}")
         return f"`{license_record['id']}` ({how}).{of_sources}"
-    return f"not chosen: {license_record.get('reason') or 'set model_license'}."
+    return f"not chosen: {license_record.get('reason') or 'set model_license'}.{of_sources}"
 
 
 def _summary(architecture: str, teachers: list[dict], dataset: str, metrics: dict, feed: dict, results: dict) -> str:

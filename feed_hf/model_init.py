@@ -11,6 +11,7 @@ from timm.data import resolve_model_data_config
 from torch import nn
 from transformers.trainer_utils import number_of_arguments
 
+from .agglomeration import attach_summary_connectors
 from .config_checks import check_feed_config
 from .modeling import FeedStudent, build_feed_student
 from .resolution import set_student_input_size
@@ -52,6 +53,7 @@ class ModelInitMixin:
         feed_student = build_feed_student(
             student, distilled, args.student_feature_index, args.student_feature_module, **args.connector_options()
         )
+        attach_summary_connectors(feed_student, self.teachers, args)  # none unless feed_summary_weight > 0
         return feed_student.to(memory_format=torch.channels_last) if args.channels_last else feed_student
 
     def _resolved_input_size(self) -> tuple[int, int] | None:

@@ -19,10 +19,12 @@ __all__ = ["FeedStudent", "FeedStudentOutput", "build_feed_student", "student_ma
 
 @dataclass
 class FeedStudentOutput(ModelOutput):
-    """logits `[B, K]`; connected_feature_maps: one `[B, C_t, H, W]` per teacher (training only)."""
+    """logits `[B, K]`; connected_feature_maps: one `[B, C_t, H, W]` per teacher; student_feature_map `[B, C_s, H, W]`
+    (both training only)."""
 
     logits: torch.Tensor | None = None
     connected_feature_maps: tuple[torch.Tensor, ...] | None = None
+    student_feature_map: torch.Tensor | None = None  # the tapped map connectors read (training only)
 
 
 class FeedStudent(nn.Module):
@@ -50,7 +52,7 @@ class FeedStudent(nn.Module):
             return FeedStudentOutput(logits=self.student(pixel_values))
         logits, student_map = self.feature_tap.logits_and_map(self.student, pixel_values)
         connected = tuple(connector(student_map) for connector in self.connectors)
-        return FeedStudentOutput(logits=logits, connected_feature_maps=connected)
+        return FeedStudentOutput(logits=logits, connected_feature_maps=connected, student_feature_map=student_map)
 
     def as_student_dtype(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """`pixel_values` in the student's weight dtype, as transformers' vision models cast them (bf16_full_eval)."""

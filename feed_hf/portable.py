@@ -203,6 +203,8 @@ def _portable_value(value: Any) -> Any:
         return {key: _portable_value(item) for key, item in value.items() if not _is_token_field(key, item)}
     if isinstance(value, list):
         return [_portable_value(item) for item in value]
+    if isinstance(value, str) and value.startswith(_LOCAL_DIR_PREFIX):  # e.g. a `student` spec: the folder by name
+        return portable_teacher_source(value)
     if isinstance(value, str) and _is_local_path(value):
         return portable_folder(value)
     return value

@@ -20,6 +20,7 @@ from torch import nn
 
 from .card_metadata import teacher_license
 from .files import FEED_CONFIG_NAME, MODEL_CONFIG_NAME, RESULTS_NAME
+from .model_licenses import card_license
 from .portable import PASSED_IN, portable_folder
 from .record import is_passed_in
 from .students import STUDENT_SOURCE_ATTRIBUTE, student_base_model, student_has_pretrained_weights
@@ -97,7 +98,7 @@ def _teacher_licence(teacher: dict[str, Any], spec: str | None) -> str | None:
     location = spec.removeprefix("local-dir:")
     _, separator, checkpoint = location.partition("=")
     folder = Path(checkpoint).parent if separator and not Path(location).is_dir() else Path(location)
-    return recorded_license(folder)
+    return recorded_license(folder) or card_license(folder)  # a feed-hf export's record, else the folder's card
 
 
 def resolve_license(declared: str | None, declared_by: str, sources: list[dict]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from torch import nn
 from .files import RESULTS_NAME
 from .portable import PASSED_IN, portable_feed_config
 from .resolution import RESOLUTION_ATTRIBUTE
+from .transformers_models import TransformersVisionModel
 
 __all__ = [
     "code_version",
@@ -84,6 +85,8 @@ def feed_settings_record(
     with the input size the student was trained at and why, and the size each teacher was fed."""
     settings = portable_feed_config(args.feed_settings())
     settings["student"] = student.pretrained_cfg.get("architecture", settings["student"])
+    if isinstance(student, TransformersVisionModel):  # its export is transformers' format (the card says so)
+        settings["student_library"] = "transformers"
     settings["num_labels"] = student.num_classes
     settings["feed_beta"] = betas
     settings["teachers"] = sources
@@ -136,6 +139,7 @@ def describe_teacher(index: int, teacher: nn.Module, source: str, student_size: 
         "feature_module": teacher.feature_tap.module_name,
         "feature_shape": list(teacher.feature_shape),
         "compared_at": list(teacher.compare_size),
+        **({"balance": teacher.balance.metadata()} if getattr(teacher, "balance", None) is not None else {}),
     }
 
 

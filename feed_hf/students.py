@@ -22,6 +22,7 @@ from typing import Any
 import timm
 from torch import nn
 
+from .model_formats import is_transformers_spec
 from .resolution import set_student_input_size
 from .teacher_sources import (
     TeacherSourceError,
@@ -63,7 +64,9 @@ def create_student(args: Any, num_labels: int | None = None) -> nn.Module:
             "num_labels is unknown: set FeedConfig.num_labels (0 for a backbone without classes) or give a train set "
             "with a ClassLabel"
         )
-    if student_has_pretrained_weights(spec):
+    if student_has_pretrained_weights(spec) and is_transformers_spec(spec):  # reset_classifier done there
+        model = _transformers_student(spec, num_labels, args.teacher_allow_pickle)
+    elif student_has_pretrained_weights(spec):
         model = _pretrained_student(spec, args.teacher_allow_pickle)
         model.reset_classifier(num_labels)  # fresh head for the user's classes, whatever the source's count
         model.pretrained_cfg = {**model.pretrained_cfg, "num_classes": num_labels}
@@ -124,6 +127,15 @@ def _pretrained_student(spec: str, allow_pickle: bool) -> nn.Module:
         if spec.startswith("local-dir:") or Path(spec).is_dir():
             return load_folder_teacher(spec, spec.removeprefix("local-dir:"), allow_pickle)
         return _timm_pretrained(spec, allow_pickle)
+    except TeacherSourceError as error:
+        raise _as_student_error(error) from None
+
+
+def _transformers_student(spec: str, num_labels: int, allow_pickle: bool) -> nn.Module:
+    from .transformers_students import load_transformers_student  # transformers' model classes load only here
+
+    try:
+        return load_transformers_student(spec, num_labels, allow_pickle)
     except TeacherSourceError as error:
         raise _as_student_error(error) from None
 

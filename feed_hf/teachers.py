@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .features import FeatureTap, common_spatial_size, match_spatial_size, probe_feature_shape
+from .model_formats import is_transformers_spec, transformers_spec_parts
 from .teacher_kwargs import take_checkpoint_kwarg
 from .teacher_sources import (
     HubTeacherError,
@@ -26,6 +27,7 @@ from .teacher_sources import (
     split_model_kwargs,
     weight_shapes,
 )
+from .transformers_teachers import load_transformers_teacher
 
 __all__ = [
     "FrozenTeacher",
@@ -42,7 +44,13 @@ __all__ = [
 ]
 
 
-def load_teacher_model(spec: str, allow_pickle: bool = False) -> nn.Module:
+def load_teacher_model(
+    spec: str,
+    allow_pickle: bool = False,
+    batch_size: int | None = None,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> nn.Module:
     """A teacher network from a spec string (the `teachers` option accepts exactly these forms).
 
     - `hf-hub:ns/name[@revision]`: a timm-format repo on the Hub, pinned to a commit (cached; offline from cache).
@@ -56,7 +64,17 @@ def load_teacher_model(spec: str, allow_pickle: bool = False) -> nn.Module:
     Every source reads `model.safetensors` when there is one; weights that exist only as a pickle
     (`.pth`/`.pt`/`.bin`/`.ckpt`) need `allow_pickle` and are then read with `weights_only=True`. Weights are
     checked against the architecture on the meta device, so a model they cannot fill is never built.
+
+    A folder or repo in transformers' format (its config.json names a `model_type`) goes to
+    `load_transformers_teacher` (docs/foundation_models.md); given `batch_size`, its inference memory at that batch
+    size (activations in `dtype`, the teacher's autocast dtype; None: float32) is estimated first and a teacher that
+    would not fit in the free memory of `device` (None: RAM) is refused.
     """
+    if is_transformers_spec(spec):
+        base, model_kwargs = transformers_spec_parts(spec)
+        return load_transformers_teacher(
+            base, allow_pickle, model_kwargs, batch_size=batch_size, dtype=dtype or torch.float32, device=device
+        )
     if Path(spec).is_dir():  # a folder whose name looks like keyword arguments is still that folder
         return load_folder_teacher(spec, spec, allow_pickle)
     full_spec = spec
@@ -221,6 +239,14 @@ class FrozenTeacher(nn.Module):
         self, pixel_values: torch.Tensor, with_logits: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Student-normalised pixels `[B, 3, H, W]` → (feature map `[B, C_t, *compare_size]`, logits or None)."""
+        pixel_values = self.prepare_input(pixel_values)
+        with torch.autocast(
+            pixel_values.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
+        ):
+            return self._extract(pixel_values, with_logits)
+
+    def prepare_input(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Student-normalised pixels → this teacher's input: re-normalised, resized to its size, its memory format."""
         if self.renormalizes:
             pixel_values = pixel_values * self.input_scale.to(pixel_values.dtype) + self.input_shift.to(
                 pixel_values.dtype
@@ -229,11 +255,7 @@ class FrozenTeacher(nn.Module):
             pixel_values = F.interpolate(
                 pixel_values, size=self.input_size, mode="bilinear", align_corners=False, antialias=True
             )
-        pixel_values = pixel_values.contiguous(memory_format=self.memory_format)
-        with torch.autocast(
-            pixel_values.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
-        ):
-            return self._extract(pixel_values, with_logits)
+        return pixel_values.contiguous(memory_format=self.memory_format)
 
     def _extract_features(
         self, pixel_values: torch.Tensor, with_logits: bool

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import IterableDataset
 from transformers import Trainer, enable_full_determinism, set_seed
 
+from .agglomeration import attach_summary_connectors, balanced_maps, fit_teacher_balances, map_loss, summary_terms
 from .checkpoints import CheckpointMarkerCallback, check_resume_compatible
 from .checks import check_export_target, check_labels_fit, check_output_dir, check_teacher_maps_once
 from .collators import SampleIndexCollator, check_collator_for_teacher_outputs
@@ -32,7 +33,7 @@ from .label_free import (
     student_num_labels,
 )
 from .label_range import check_datasets
-from .losses import ensemble_kd_loss, feed_loss
+from .losses import ensemble_kd_loss
 from .metrics import top_k_accuracy
 from .model_init import ModelInitMixin, probe_model_init
 from .modeling import FeedStudent, build_feed_student, student_map_shape
@@ -64,7 +65,8 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
     checkpoints keep the connectors so `resume_from_checkpoint` restores them.
 
     Logged per logging window (averaged over steps and processes): `loss/ce`, `feed/loss` (the
-    β-weighted sum), `feed/loss_t{i}` (teacher i's unweighted Eq. 2) and `loss/kd` when enabled.
+    β-weighted sum), `feed/loss_t{i}` (teacher i's unweighted Eq. 2), `loss/kd` when enabled, and with
+    `feed_summary_weight` `feed/summary` and `feed/summary_t{i}` (agglomeration.py).
     """
 
     # compute_loss returns a per-batch mean: the Trainer divides by gradient-accumulation steps.
@@ -113,6 +115,7 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
             student = build_feed_student(
                 student, distilled, args.student_feature_index, args.student_feature_module, **args.connector_options()
             )
+        attach_summary_connectors(student, self.teachers, args)  # none unless feed_summary_weight > 0
         check_labels_fit(self.class_names, student.student if isinstance(student, FeedStudent) else student)
         check_student_has_classes(student.student if isinstance(student, FeedStudent) else student, labelled)
         check_datasets(trainer_kwargs, getattr(bare_student, "num_classes", 0))  # not empty; labels < classes
@@ -158,6 +161,7 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
                 option = "teacher_store" if self.args.teacher_store else "cache_teacher_features"
                 check_collator_for_teacher_outputs(self.data_collator, self.train_dataset, option)
             self.teacher_feature_cache = self._build_feature_cache()
+        fit_teacher_balances(self)  # feed_balance: once, before training; nothing for "none"
 
     @staticmethod
     def _build_teachers(
@@ -166,7 +170,17 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
         student_data_config = resolve_model_data_config(student)
         frozen = []
         for index, source in enumerate(sources):
-            module = source if isinstance(source, nn.Module) else load_teacher_model(source, args.teacher_allow_pickle)
+            module = (
+                source
+                if isinstance(source, nn.Module)
+                else load_teacher_model(
+                    source,
+                    args.teacher_allow_pickle,
+                    args.per_device_train_batch_size,
+                    args.device,
+                    args.teacher_autocast_dtype(),
+                )
+            )
             feature_module = args.teacher_feature_module(index, len(sources))
             frozen.append(
                 FrozenTeacher(
@@ -240,16 +254,16 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
         outputs = model(pixel_values)
         loss, terms = cross_entropy_term(outputs.logits, labels, self.args.label_smoothing_factor)
         if outputs.connected_feature_maps:
-            weighted_feed, per_teacher = feed_loss(
-                outputs.connected_feature_maps,
-                teacher_maps,
-                self.feed_betas,
-                self.args.feed_p,
-                self.args.feed_reduction,
+            teacher_maps = balanced_maps(self.teachers, teacher_maps)  # unchanged unless feed_balance
+            weighted_feed, per_teacher = map_loss(
+                self.args, outputs.connected_feature_maps, teacher_maps, self.feed_betas
             )
             loss = loss + weighted_feed
             terms["feed/loss"] = weighted_feed
             terms.update({f"feed/loss_t{index}": distance for index, distance in enumerate(per_teacher)})
+            weighted_summary, summary_log = summary_terms(self, model, outputs, pixel_values)
+            if weighted_summary is not None:
+                loss, terms = loss + weighted_summary, {**terms, **summary_log}
         if self.args.kd_weight > 0:
             kd = ensemble_kd_loss(outputs.logits, teacher_logits, self.args.kd_temperature)
             loss = loss + self.args.kd_weight * kd

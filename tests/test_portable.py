@@ -166,3 +166,10 @@ def test_local_source_in_config_json_is_not_pushed(loopback_hub, portable_run, t
     pushed = loopback_hub.files("tester/portable-config")
     assert "file" not in json.loads(pushed["config.json"])["pretrained_cfg"]
     _assert_nothing_local("config.json", pushed["config.json"], root)
+
+
+def test_a_local_dir_spec_in_any_field_is_recorded_by_folder_name():
+    from feed_hf.portable import portable_training_arguments
+
+    recorded = portable_training_arguments({"student": "local-dir:/home/someone/models/my vit", "seed": 0})
+    assert recorded == {"student": "local-dir:my vit", "seed": 0}

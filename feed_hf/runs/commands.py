@@ -109,6 +109,7 @@ def evaluate(data_args: Any, evaluate_args: Any) -> dict[str, Any]:
     rows = [("model", report["model"]), ("dataset", report["dataset"]), ("split", report["split"])]
     rows += [("examples", str(report["num_examples"]))]
     rows += [(name, f"{report[name]:.2f} %") for name in ("top1", "top5") if name in report]
+    rows += [(f"{name} top1", f"{report[name]['top1']:.2f} %") for name in ("knn", "linear") if name in report]
     width = max(len(label) for label, _ in rows)
     print("\n".join(f"{label:<{width}}  {value}" for label, value in rows))
     if evaluate_args.output_json:

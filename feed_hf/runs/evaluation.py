@@ -18,8 +18,11 @@ from torch.utils.data import DataLoader
 from ..data import DataArguments, load_image_splits
 from ..files import atomic_write_text
 from ..metrics import top_k_from_logits
+from ..model_formats import is_transformers_spec
 from ..teacher_sources import TeacherSourceError, load_folder_teacher, load_hub_teacher
+from ..teachers import load_teacher_model
 from ..transforms import build_transform, with_pixel_values
+from .backbone_evaluation import run_backbone_evaluation
 
 __all__ = [
     "EvaluateArguments",
@@ -60,10 +63,29 @@ class EvaluateArguments:
             "when loaded; it is then read with weights_only=True. Off: such a model is refused."
         },
     )
+    protocol: list[str] = field(
+        default_factory=lambda: ["top1"],
+        metadata={
+            "help": "top1: the model's own classifier (top-1/top-5). knn and/or linear: judged as a backbone, k-NN "
+            "and a linear probe on its frozen pooled features, fitted on --probe_train_split; then --model may be "
+            "any teacher spec (a timm name with weights, hf-hub: timm or transformers repos, NAME=FILE)."
+        },
+    )
+    probe_train_split: str = field(
+        default="train", metadata={"help": "With --protocol knn/linear: the split the probe is fitted on."}
+    )
+    knn_k: int = field(default=20, metadata={"help": "With --protocol knn: neighbours that vote (DINO: 20)."})
+    record_in: str | None = field(
+        default=None,
+        metadata={
+            "help": "With --protocol knn/linear: the export folder whose results.json and card get this result "
+            "(e.g. the student's, for a teacher). Default: the model's own folder when it is an export."
+        },
+    )
 
 
 def load_exported_model(source: str | Path, allow_pickle: bool = False) -> nn.Module:
-    """A timm-format model in eval mode from a folder, `local-dir:PATH` or `hf-hub:ns/name[@revision]`.
+    """A timm- or transformers-format model in eval mode from a folder, `local-dir:PATH` or `hf-hub:ns/name[@rev]`.
 
     Read as teachers and students are (`teacher_sources`): `model.safetensors` whenever there is one, a pickle
     (`pytorch_model.bin`) only with `allow_pickle` and then with `weights_only=True`, the weights checked against
@@ -79,6 +101,8 @@ def load_exported_model(source: str | Path, allow_pickle: bool = False) -> nn.Mo
     if not spec.startswith("hf-hub:") and not (Path(folder) / "config.json").is_file():
         raise ValueError(f"model {str(source)!r}: {folder!r} holds no config.json; give a folder exported by feed-hf")
     try:
+        if is_transformers_spec(spec):  # a transformers student's export (save_pretrained + its processor)
+            return load_teacher_model(spec, allow_pickle).eval()
         if spec.startswith("hf-hub:"):
             return load_hub_teacher(spec, allow_pickle).eval()
         return load_folder_teacher(spec, folder, allow_pickle).eval()
@@ -115,6 +139,8 @@ def evaluation_split(data_args: DataArguments, split: str, seed: int) -> dataset
 def run_evaluation(data_args: DataArguments, evaluate_args: EvaluateArguments) -> dict[str, Any]:
     """Top-1/top-5 (%) of `evaluate_args.model` on the chosen split; written to `output_json` when set."""
     _check_output_json(evaluate_args.output_json)
+    if list(evaluate_args.protocol) != ["top1"]:  # judged as a backbone (backbone_evaluation.py)
+        return run_backbone_evaluation(data_args, evaluate_args, evaluation_split)
     model = load_exported_model(evaluate_args.model, evaluate_args.allow_pickle)
     split = evaluation_split(data_args, evaluate_args.split, evaluate_args.seed)
     _check_classes(evaluate_args.model, model, split, evaluate_args.split)

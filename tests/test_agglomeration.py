@@ -1,0 +1,186 @@
+"""Summary terms, per-teacher distances and balancing wired into FeedConfig/FeedTrainer: defaults are FEED's loss
+bit for bit; each option changes what it says, is logged per teacher and recorded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from feed_hf import FeedConfig, FeedTrainer
+from feed_hf.agglomeration import teacher_summary
+from feed_hf.balancing import balance_features
+from feed_hf.label_free import cross_entropy_term
+from feed_hf.losses import feed_distance, feed_loss
+from feed_hf.summary_features import SummaryConnector
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _trainer(tmp_path, feed_config_factory, synthetic_images, tiny_teachers, **overrides):
+    settings = dict(feed_beta=[1.0, 2.0], max_steps=2, **overrides)
+    args = feed_config_factory(tmp_path / "run", **settings)
+    return FeedTrainer(teachers=tiny_teachers, args=args, train_dataset=synthetic_images(32))
+
+
+def _batch(synthetic_images):
+    data = synthetic_images(8, seed=3)
+    return {"pixel_values": data.pixels, "labels": data.labels}
+
+
+def test_a_default_run_computes_the_pre_change_loss_bit_for_bit(
+    tmp_path, feed_config_factory, synthetic_images, tiny_teachers
+):
+    trainer = _trainer(tmp_path, feed_config_factory, synthetic_images, tiny_teachers)
+    model, inputs = trainer.model.train(), _batch(synthetic_images)
+    loss = trainer.compute_loss(model, inputs)
+    # The code before the agglomeration options (trainer.compute_loss at main ca89d27): CE + feed_loss.
+    outputs = model(inputs["pixel_values"])
+    teacher_maps, _ = trainer.teacher_outputs(inputs["pixel_values"])
+    expected, _ = cross_entropy_term(outputs.logits, inputs["labels"], 0.0)
+    weighted, _ = feed_loss(outputs.connected_feature_maps, teacher_maps, [1.0, 2.0], 1, "mean")
+    assert torch.equal(loss, expected + weighted)
+    assert not hasattr(model, "summary_connectors") or not len(model.summary_connectors)
+    assert all(getattr(teacher, "balance", None) is None for teacher in trainer.teachers)
+
+
+def test_summary_terms_train_their_connectors_and_are_logged_per_teacher(
+    tmp_path, feed_config_factory, synthetic_images, tiny_teachers
+):
+    trainer = _trainer(
+        tmp_path,
+        feed_config_factory,
+        synthetic_images,
+        tiny_teachers,
+        feed_summary_weight=[0.5, 1.0],
+        feed_summary_distance=["cosine"],
+        logging_steps=1,
+    )
+    connectors = trainer.model.summary_connectors
+    assert len(connectors) == 2 and all(isinstance(c, SummaryConnector) for c in connectors)
+    before = [p.detach().clone() for p in connectors.parameters()]
+    trainer.train()
+    assert any(not torch.equal(a, b) for a, b in zip(before, connectors.parameters(), strict=True))
+    logged = next(entry for entry in trainer.state.log_history if "feed/summary_t1" in entry)
+    assert {"feed/summary", "feed/summary_t0", "feed/summary_t1"} <= set(logged)
+    trainer.save_model()
+    feed = json.loads((tmp_path / "run" / "feed_config.json").read_text())
+    assert feed["feed_summary_weight"] == [0.5, 1.0] and feed["feed_summary_distance"] == ["cosine"]
+
+
+@pytest.mark.parametrize("method", ["standardize", "phi_s"])
+def test_balancing_is_fitted_once_applied_to_the_maps_and_recorded(
+    tmp_path, feed_config_factory, synthetic_images, tiny_teachers, method
+):
+    trainer = _trainer(
+        tmp_path, feed_config_factory, synthetic_images, tiny_teachers, feed_balance=method, feed_balance_samples=16
+    )
+    balances = [teacher.balance for teacher in trainer.teachers]
+    assert all(b.method == method and b.info["sample_images"] == "16" for b in balances)
+    # On the fitting sample, the balanced maps have unit variance per channel (standardize) / dimension (phi_s).
+    pixels = synthetic_images(32).pixels[:16]
+    for teacher, balance in zip(trainer.teachers, balances, strict=True):
+        vectors = balance_features(teacher(pixels)[0], balance).permute(0, 2, 3, 1).reshape(-1, balance.num_channels)
+        kept = vectors.var(dim=0, unbiased=False) > 1e-6
+        torch.testing.assert_close(
+            vectors.var(dim=0, unbiased=False)[kept], torch.ones(int(kept.sum())), atol=1e-3, rtol=1e-3
+        )
+    trainer.train()
+    trainer.save_model()
+    feed = json.loads((tmp_path / "run" / "feed_config.json").read_text())
+    assert feed["feed_balance"] == method
+    assert [t["balance"]["method"] for t in feed["resolved_teachers"]] == [method, method]
+
+
+def test_a_per_teacher_map_distance_replaces_eq_2_for_that_teacher_only(
+    tmp_path, feed_config_factory, synthetic_images, tiny_teachers
+):
+    trainer = _trainer(
+        tmp_path, feed_config_factory, synthetic_images, tiny_teachers, feed_map_distance=["feed_l1", "smooth_l1"]
+    )
+    model, inputs = trainer.model.train(), _batch(synthetic_images)
+    loss = trainer.compute_loss(model, inputs)
+    outputs = model(inputs["pixel_values"])
+    teacher_maps, _ = trainer.teacher_outputs(inputs["pixel_values"])
+    connected = outputs.connected_feature_maps
+    expected = F.cross_entropy(outputs.logits, inputs["labels"]) + feed_distance(connected[0], teacher_maps[0])
+    expected = (
+        expected + 2.0 * F.smooth_l1_loss(connected[1], teacher_maps[1], reduction="none").flatten(1).mean(1).mean()
+    )
+    torch.testing.assert_close(loss, expected)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "named"),
+    [
+        ({"feed_map_distance": ["l2"]}, "feed_map_distance entry 'l2'"),
+        ({"feed_summary_weight": [-1.0]}, "feed_summary_weight must be finite"),
+        ({"feed_balance": "zca"}, "feed_balance='zca'"),
+        ({"feed_summary_weight": [1.0], "cache_teacher_features": True, "teachers": ["a"]}, "do not keep"),
+    ],
+)
+def test_bad_agglomeration_options_are_refused_by_name(tmp_path, overrides, named):
+    with pytest.raises(ValueError, match=named):
+        FeedConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, **overrides)
+
+
+def test_label_free_eval_loss_is_the_training_objective_with_balance_and_summaries(
+    tmp_path, feed_config_factory, tiny_teachers
+):
+    class Unlabelled(torch.utils.data.Dataset):
+        def __init__(self, n: int) -> None:
+            self.pixels = torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+        def __len__(self) -> int:
+            return len(self.pixels)
+
+        def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+            return {"pixel_values": self.pixels[index]}
+
+    args = feed_config_factory(
+        tmp_path / "run",
+        num_labels=0,
+        feed_beta=[1.0, 2.0],
+        feed_balance="standardize",
+        feed_balance_samples=8,
+        feed_summary_weight=[0.5],
+        max_steps=1,
+    )
+    trainer = FeedTrainer(teachers=tiny_teachers, args=args, train_dataset=Unlabelled(16), eval_dataset=Unlabelled(8))
+    model, pixels = trainer.model.eval(), Unlabelled(8).pixels
+    loss = trainer.compute_loss(model, {"pixel_values": pixels})
+    with torch.no_grad():
+        _, student_map = model.feature_tap.logits_and_map(model.student, pixels)
+        teacher_maps, _ = trainer.teacher_outputs(pixels)
+        expected = sum(
+            beta * feed_distance(connector(student_map), balance_features(target, teacher.balance))
+            for beta, connector, target, teacher in zip(
+                [1.0, 2.0], model.connectors, teacher_maps, trainer.teachers, strict=True
+            )
+        )
+        pooled = student_map.mean(dim=(2, 3))
+        for connector, teacher in zip(model.summary_connectors, trainer.teachers, strict=True):
+            target = teacher_summary(teacher, pixels)
+            expected = expected + 0.5 * feed_distance(connector(pooled), target)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_summary_connectors_are_built_for_model_init_students_too(
+    tmp_path, feed_config_factory, synthetic_images, tiny_teachers
+):
+    import timm
+
+    args = feed_config_factory(
+        tmp_path / "run", feed_beta=[1.0, 2.0], feed_summary_weight=[1.0], max_steps=1, logging_steps=1
+    )
+    trainer = FeedTrainer(
+        model_init=lambda: timm.create_model("resnet8_cifar", num_classes=5),
+        teachers=tiny_teachers,
+        args=args,
+        train_dataset=synthetic_images(16),
+    )
+    trainer.train()
+    assert len(trainer.model.summary_connectors) == 2
+    assert any("feed/summary_t1" in entry for entry in trainer.state.log_history)
