@@ -5,9 +5,12 @@
         --probe_images 100 --test_split 'test[:100]' --student_epochs 1 --teacher_epochs 1 \\
         --output_dir /tmp/fa_smoke --report /tmp/fa_smoke/REPORT.md                # smoke: does it run end to end
 
-Cost of the full-size default (3 seeds, T=10,000, U=20,000, P=5,000, 5 epochs): an ESTIMATE scaled from the smoke
-run's per-image timings on this 2-core machine shared with other jobs, not a measurement: about 9 h
-(teachers ~1.5 h, 18 student runs ~6.5 h, 20 backbone evaluations ~1 h). Run it on quiet cores.
+Cost of the full-size default (3 seeds, T=10,000, U=20,000, P=5,000, E=5, 15 teacher epochs): an ESTIMATE, not a
+measurement: about 5 h on this 2-core machine (shared with other jobs, so give or take half of that), scaled
+linearly from a one-seed timing run at T=500, U=1,000, P=1,000, 1 epoch, where the per-1,000-image-pass seconds
+were about: both teachers 11-12 (balanced or not), ViT alone 8, CNN alone 3, CE 1.5, teacher training 4 (CNN) and
+8 (ViT at 64 px), a backbone evaluation 2 per 1,000 images. Per seed ~80 min of student runs; teachers ~30 min;
+20 backbone evaluations ~10 min. Each run's wall time is recorded in the report's JSON (`seconds`, `eval_seconds`).
 
 Rows of the CIFAR-10 training split, disjoint by construction (`datasets` slices, feed_hf.split_slices):
   teachers      train[0 : T]            with labels: both teachers, CE;
