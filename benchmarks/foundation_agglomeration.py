@@ -31,11 +31,13 @@ batch B dividing U, so equal optimizer steps AND equal image passes, both read b
   both, standardize / PHI-S the same, each teacher's map balanced (`feed_balance standardize` / `phi_s`);
   CNN alone / ViT alone     label-free FEED from that one teacher;
   CE (labels)               the supervised control: CE on the same rows WITH labels, same steps and passes.
-Every student export and each teacher is judged as a backbone with `feed-hf evaluate --protocol knn linear` (k-NN
-top-1 and a linear probe on frozen pooled features, fitted on the probe rows, measured on the test split). Paired
-differences over seeds (paired t test, two-sided; MDD) for: agglomerated vs each teacher distilled alone, balanced
-vs unbalanced, agglomerated vs CE; student minus each teacher is reported per seed, not tested (the teachers do not
-vary with the seed). Writes REPORT.md and REPORT.json (with every run's facts) whichever way it comes out.
+Every run uses recipes/configs/cifar10_label_free_few_labels.yaml (its optimiser: SGD, cosine, lr 0.05) with the
+arguments benchmarks/label_free_matched.py builds. Every student export and each teacher is judged as a backbone
+with `feed-hf evaluate --protocol knn linear` (k-NN top-1 and a linear probe on frozen pooled features, fitted on
+the probe rows, measured on the test split). Paired differences over seeds (paired t test, two-sided; MDD) for:
+agglomerated vs each teacher distilled alone, balanced vs unbalanced, agglomerated vs CE; student minus each teacher
+is reported per seed, not tested (the teachers do not vary with the seed). Writes the report (.md, and .json with
+every run's facts) whichever way it comes out.
 """
 
 from __future__ import annotations
@@ -45,13 +47,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from label_free_matched import _argv as train_argv  # a sibling script: `python benchmarks/...` finds it
+from label_free_matched import check_matched  # refuses arms (of one seed) of unequal steps or image passes
 from transformers import HfArgumentParser
 
 from feed_hf.runs.commands import run_command
 from feed_hf.runs.statistics import mean_std, paired_comparison
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG = str(ROOT / "recipes" / "configs" / "cifar10_label_free_few_labels.yaml")  # dataset and optimiser
 BOTH, CNN_ALONE, VIT_ALONE, CE = "both, no balancing", "CNN teacher alone", "ViT teacher alone", "CE (labels)"
 BALANCED = {"standardize": "both, standardize", "phi_s": "both, PHI-S"}
 METRICS = ("knn", "linear")
@@ -111,28 +114,8 @@ class ProtocolArguments:
 
 
 def _train_argv(args: ProtocolArguments, output_dir: Path, seed: int, rows: str, **options: object) -> list[str]:
-    argv = [
-        CONFIG,
-        "--dataset",
-        args.dataset,
-        "--output_dir",
-        str(output_dir),
-        "--seed",
-        str(seed),
-        "--train_split",
-        rows,
-        "--per_device_train_batch_size",
-        str(args.batch_size),
-        "--eval_strategy",
-        "no",
-        "--save_strategy",
-        "no",
-        "--overwrite_output_dir",
-        "true",
-    ]
-    for name, value in options.items():
-        argv += [f"--{name}", *(map(str, value) if isinstance(value, list) else [str(value)])]
-    return argv
+    """label_free_matched's arm arguments (same recipe, batch, no mid-run eval or checkpoints), on `args.dataset`."""
+    return train_argv(args, output_dir, seed, rows, dataset=args.dataset, **options)
 
 
 def train_teachers(args: ProtocolArguments, root: Path) -> dict[str, dict]:
@@ -248,15 +231,6 @@ def run_protocol(args: ProtocolArguments) -> dict:
         "per_seed": per_seed,
         "minutes": round((time.perf_counter() - started) / 60, 1),
     }
-
-
-def check_matched(per_seed: dict[int, dict[str, dict]]) -> None:
-    """Refuse to compare arms (of one seed) whose optimizer steps or image passes differ."""
-    for seed, arms in per_seed.items():
-        for key in ("steps", "passes"):
-            values = {arm: facts[key] for arm, facts in arms.items()}
-            if len(set(values.values())) != 1:
-                raise ValueError(f"seed {seed}: arms made different {key} {values}; not like with like")
 
 
 def comparisons(summary: dict) -> dict[str, dict]:

@@ -11,10 +11,19 @@ from feed_hf.runs.arguments import parse_arguments
 from feed_hf.runs.commands import COMMANDS
 from feed_hf.split_slices import split_rows
 
-_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "foundation_agglomeration.py"
-_SPEC = importlib.util.spec_from_file_location("foundation_agglomeration", _PATH)
-study = sys.modules[_SPEC.name] = importlib.util.module_from_spec(_SPEC)  # dataclasses look it up
-_SPEC.loader.exec_module(study)
+
+def _load(name):
+    """A benchmark script as module `name` (registered: dataclasses, and the study's import of its sibling)."""
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    )
+    module = sys.modules[name] = sys.modules.get(name) or importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_load("label_free_matched")
+study = _load("foundation_agglomeration")
 
 
 def test_teacher_student_and_probe_rows_are_disjoint_and_sized_as_asked():
