@@ -1,0 +1,111 @@
+"""The agglomeration study (benchmarks/foundation_agglomeration.py): disjoint rows, equal steps and passes in every
+arm as the CLI parses them, and no report over arms of unequal compute."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from feed_hf.runs.arguments import parse_arguments
+from feed_hf.runs.commands import COMMANDS
+from feed_hf.split_slices import split_rows
+
+
+def _load(name):
+    """A benchmark script as module `name` (registered: dataclasses, and the study's import of its sibling)."""
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
+    )
+    module = sys.modules[name] = sys.modules.get(name) or importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_load("label_free_matched")
+study = _load("foundation_agglomeration")
+
+
+def test_teacher_student_and_probe_rows_are_disjoint_and_sized_as_asked():
+    args = study.ProtocolArguments(teacher_images=300, unlabelled=200, probe_images=150, batch_size=50)
+    rows = {name: set(split_rows(spec, 50000)) for name, spec in args.rows().items()}
+    assert [len(rows[n]) for n in ("teachers", "students", "probe")] == [300, 200, 150]
+    assert not rows["teachers"] & rows["students"] and not rows["students"] & rows["probe"]
+    assert not rows["teachers"] & rows["probe"]
+
+
+def test_an_image_count_that_would_make_steps_and_passes_differ_is_refused():
+    with pytest.raises(ValueError, match="unlabelled=20010 is not a multiple of batch_size=50"):
+        study.ProtocolArguments(unlabelled=20010)
+    with pytest.raises(ValueError, match=r"balances \['pca'\]"):
+        study.ProtocolArguments(balances=["pca"])
+
+
+def _parsed_arms(monkeypatch, tmp_path, args):
+    """Every student arm's arguments exactly as the CLI parses them (no training: the parse is the contract)."""
+    parsed = {}
+
+    def fake_run_command(name, argv):
+        parsed[current] = (name, parse_arguments(COMMANDS[name].dataclass_types(), argv))
+        return {"compute": {"optimizer_steps": 0, "image_passes": 0}}
+
+    monkeypatch.setattr(study, "run_command", fake_run_command)
+    teachers = {"CNN": {"dir": str(tmp_path / "cnn")}, "ViT": {"dir": str(tmp_path / "vit")}}
+    for current in args.arms():
+        study._student_run(args, tmp_path / current, 0, current, teachers)
+    return parsed, teachers
+
+
+def test_every_arm_runs_the_same_steps_batch_and_rows_and_only_ce_sees_labels(monkeypatch, tmp_path):
+    args = study.ProtocolArguments(teacher_images=1000, unlabelled=2000, batch_size=50, student_epochs=3)
+    parsed, teachers = _parsed_arms(monkeypatch, tmp_path, args)
+    assert args.matched_steps() == 3 * 2000 // 50 == 120
+    assert set(parsed) == set(args.arms()) and len(parsed) == 6
+    for arm, (command, (data, feed, *_)) in parsed.items():
+        assert (feed.max_steps, feed.per_device_train_batch_size, feed.student) == (120, 50, "resnet8_cifar"), arm
+        assert data.train_split == "train[1000:3000]", arm
+        assert (data.label_column == "none") == (arm != study.CE), arm
+        assert command == ("baselines" if arm == study.CE else "parallel"), arm
+    feed_of = {arm: parsed[arm][1][1] for arm in parsed}
+    both = [teachers["CNN"]["dir"], teachers["ViT"]["dir"]]
+    assert (feed_of[study.BOTH].teachers, feed_of[study.BOTH].feed_balance) == (both, "none")
+    assert (feed_of["both, PHI-S"].teachers, feed_of["both, PHI-S"].feed_balance) == (both, "phi_s")
+    assert feed_of["both, standardize"].feed_balance == "standardize"
+    assert feed_of[study.CNN_ALONE].teachers == [teachers["CNN"]["dir"]]
+    assert feed_of[study.VIT_ALONE].teachers == [teachers["ViT"]["dir"]]
+
+
+def _summary(per_seed):
+    args = study.ProtocolArguments(balances=["phi_s"])
+    teachers = {
+        "CNN": {"dir": "t/teacher_cnn/teacher_0", "top1": 60.0, "knn": 50.0, "linear": 55.0},
+        "ViT": {"dir": "t/teacher_vit/teacher_0", "top1": 50.0, "knn": 40.0, "linear": 45.0},
+    }
+    rows = {"arguments": study.asdict(args), "rows": args.rows(), "minutes": 1.0}
+    return {**rows, "teachers": teachers, "per_seed": per_seed}
+
+
+def _arms(shift=0.0, **change):
+    same = {"steps": 6, "passes": 300, "knn": 30.0, "linear": 35.0}
+    arms = [study.BOTH, "both, PHI-S", study.CNN_ALONE, study.VIT_ALONE, study.CE]
+    facts = {arm: {**same, "knn": same["knn"] + shift * i} for i, arm in enumerate(arms)}
+    return {**facts, **{arm: {**facts[arm], **values} for arm, values in change.items()}}
+
+
+def test_a_report_over_arms_of_different_compute_is_refused_before_anything_is_written(tmp_path):
+    summary = _summary({0: _arms(), 1: _arms(**{study.CE: {"steps": 7, "passes": 350}})})
+    with pytest.raises(ValueError, match=r"seed 1: arms made different steps .*'CE \(labels\)': 7"):
+        study.write_report(summary, tmp_path / "REPORT.md")
+    assert not list(tmp_path.iterdir())
+    study.check_matched({0: _arms()})
+
+
+def test_paired_differences_and_student_minus_teacher_are_computed_from_the_arms(tmp_path):
+    summary = _summary({0: _arms(shift=1.0), 1: _arms(shift=2.0), 2: _arms(shift=3.0)})
+    compared = study.comparisons(summary)["knn"]
+    assert compared["tested"][f"{study.BOTH} - {study.CNN_ALONE}"]["differences"] == [-2.0, -4.0, -6.0]
+    assert compared["tested"][f"both, PHI-S - {study.BOTH}"]["differences"] == [1.0, 2.0, 3.0]
+    assert compared["tested"][f"{study.BOTH} - {study.CE}"]["differences"] == [-4.0, -8.0, -12.0]
+    assert compared["versus_teachers"][f"{study.CE} - ViT teacher"] == [-6.0, -2.0, 2.0]
+    study.write_report(summary, tmp_path / "REPORT.md")
+    assert "| both, PHI-S - both, no balancing | +2.00 | +1.00, +2.00, +3.00 |" in (tmp_path / "REPORT.md").read_text()
