@@ -51,7 +51,7 @@ _PACKAGE = Path(importlib.util.find_spec("feed_hf").submodule_search_locations[0
 HELP_SPEC_FORMAT = 1  # the layout of cli_help.json (feed_hf.runs.help_spec writes it)
 
 
-_DATA, _FEED = "feed_hf.data:DataArguments", "feed_hf.config:FeedConfig"
+_DATA, _FEED = "feed_hf.data.loading:DataArguments", "feed_hf.training.config.feed_config:FeedConfig"
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "sequential": Command(
         "feed_hf.runs.jobs:run_sequential_generations",
-        (_DATA, _FEED, "feed_hf.sequential:SequentialArguments"),
+        (_DATA, _FEED, "feed_hf.training.sequential:SequentialArguments"),
         "Sequential FEED: generations, each taught by the one before; resumable.",
         "feed-hf sequential --student resnet20_cifar --num_generations 3 --output_dir runs/s",
     ),
@@ -116,13 +116,13 @@ COMMANDS: dict[str, Command] = {
     ),
     "push": Command(
         "feed_hf.runs.commands:push",
-        ("feed_hf.hub:PushArguments",),
+        ("feed_hf.publishing.hub:PushArguments",),
         "Push an exported folder to the Hub (timm model, FEED config, card; no connectors).",
         "feed-hf push --export_dir runs/pfeed --repo_id you/resnet20-feed",
     ),
     "card": Command(
         "feed_hf.runs.commands:card",
-        ("feed_hf.model_card:CardArguments",),
+        ("feed_hf.publishing.model_card:CardArguments",),
         "Render README.md (model card) of an exported folder from its results.json.",
         "feed-hf card --export_dir runs/pfeed --repo_id you/resnet20-feed",
     ),

@@ -45,9 +45,20 @@ def logged_losses(output_dir: str) -> list[dict[str, object]]:
         torch.manual_seed(seed)
         teachers.append(timm.create_model("resnet8_cifar", num_classes=5))
     config = FeedConfig(
-        output_dir=output_dir, student="resnet8_cifar", num_labels=5, per_device_train_batch_size=16,
-        max_steps=6, learning_rate=0.05, logging_steps=1, save_strategy="no", report_to="none", use_cpu=True,
-        disable_tqdm=True, seed=0, dataloader_num_workers=0, kd_weight=1.0,
+        output_dir=output_dir,
+        student="resnet8_cifar",
+        num_labels=5,
+        per_device_train_batch_size=16,
+        max_steps=6,
+        learning_rate=0.05,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+        dataloader_num_workers=0,
+        kd_weight=1.0,
     )
     trainer = FeedTrainer(teachers=teachers, args=config, train_dataset=_Images(64, 5, 0))
     trainer.train()
@@ -63,7 +74,7 @@ def first_difference(before: list[dict], after: list[dict]) -> str | None:
     """None when every logged term is bit-identical, else one line naming the first that is not."""
     if len(before) != len(after):
         return f"{len(before)} logged entries before, {len(after)} after"
-    for old, new in zip(before, after):
+    for old, new in zip(before, after, strict=True):
         if old.keys() != new.keys():
             return f"step {old.get('step')}: terms {sorted(old)} before, {sorted(new)} after"
         for key in old:

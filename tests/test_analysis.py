@@ -4,7 +4,7 @@ import shutil
 import pytest
 from recipe_helpers import load_recipe, tiny_argv
 
-from feed_hf.export import export_file
+from feed_hf.publishing.export import export_file
 from feed_hf.runs.analysis import AnalysisArguments, load_feed_run, run_analysis
 
 

@@ -9,11 +9,11 @@ from conftest import HUB_TOKEN
 from huggingface_hub import HfApi
 
 from feed_hf import FeedTrainer
-from feed_hf.export import FEED_CONFIG_NAME
-from feed_hf.features import FeatureTap, probe_feature_shape
+from feed_hf.method.features import FeatureTap, probe_feature_shape
+from feed_hf.publishing.export import FEED_CONFIG_NAME
 from feed_hf.runs.analysis import load_feed_run
-from feed_hf.teacher_kwargs import split_model_kwargs
-from feed_hf.teachers import FrozenTeacher, TeacherSourceError, fixed_input_size, load_teacher_model
+from feed_hf.teachers.frozen import FrozenTeacher, TeacherSourceError, fixed_input_size, load_teacher_model
+from feed_hf.teachers.spec_kwargs import split_model_kwargs
 
 STUDENT_32 = {"input_size": (3, 32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
 STUDENT_64 = {**STUDENT_32, "input_size": (3, 64, 64)}

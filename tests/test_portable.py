@@ -11,10 +11,10 @@ from conftest import HUB_TOKEN
 from huggingface_hub import HfApi
 from recipe_helpers import load_recipe, tiny_argv
 
-from feed_hf.data import digits_dataset
-from feed_hf.export import export_file, export_student
-from feed_hf.hub import UnpushableExportError, push_export
-from feed_hf.portable import (
+from feed_hf.data.loading import digits_dataset
+from feed_hf.publishing.export import export_file, export_student
+from feed_hf.publishing.hub import UnpushableExportError, push_export
+from feed_hf.publishing.portable import (
     portable_dataset,
     portable_feed_config,
     portable_folder,

@@ -31,7 +31,7 @@ __all__ = [
     "run_command",
 ]
 
-_DATA, _FEED = "feed_hf.data:DataArguments", "feed_hf.config:FeedConfig"
+_DATA, _FEED = "feed_hf.data.loading:DataArguments", "feed_hf.training.config.feed_config:FeedConfig"
 
 
 # Errors whose message already says what to do: shown without a traceback (FEED_HF_DEBUG=1 shows it).
@@ -40,7 +40,7 @@ _USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, FloatingPointErr
 
 def run_command(name: str, argv: Sequence[str] | None = None) -> Any:
     """Parse `argv` into command `name`'s dataclasses and run it; returns the workflow's result."""
-    from ..config_checks import check_run_flags
+    from ..training.config.checks import check_run_flags
     from .arguments import parse_arguments  # transformers' HfArgumentParser: only when a command runs
 
     if name not in COMMANDS:
@@ -85,7 +85,7 @@ def analyze(analysis_args: Any) -> dict[str, Any]:
 
 def card(card_args: Any) -> Any:
     """`feed-hf card`: (re)render an export's model card from its results.json."""
-    from ..model_card import write_model_card_from_results
+    from ..publishing.model_card import write_model_card_from_results
 
     path = write_model_card_from_results(card_args)
     print(f"model card written to {path}")
@@ -118,7 +118,7 @@ def evaluate(data_args: Any, evaluate_args: Any) -> dict[str, Any]:
 
 def push(push_args: Any) -> Any:
     """`feed-hf push`: one commit of an export's shareable files."""
-    from ..hub import push_export
+    from ..publishing.hub import push_export
 
     commit = push_export(
         push_args.export_dir,

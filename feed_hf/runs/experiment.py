@@ -21,10 +21,10 @@ from typing import Any
 import datasets
 import yaml
 
-from ..config import FeedConfig
-from ..data import DataArguments, load_image_splits
-from ..sequential import run_sequential
-from ..training import read_results, train_model
+from ..data.loading import DataArguments, load_image_splits
+from ..training.config.feed_config import FeedConfig
+from ..training.sequential import run_sequential
+from ..training.train_model import read_results, train_model
 from .evaluation import ensemble_top1
 from .jobs import baseline_config
 from .preregistered_tests import analysis_plan, preregistered_tests

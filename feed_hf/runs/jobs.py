@@ -10,10 +10,10 @@ from typing import Any, Literal
 
 import datasets
 
-from ..config import FeedConfig
-from ..data import DataArguments, load_image_splits
-from ..sequential import SequentialArguments, run_sequential
-from ..training import train_model
+from ..data.loading import DataArguments, load_image_splits
+from ..training.config.feed_config import FeedConfig
+from ..training.sequential import SequentialArguments, run_sequential
+from ..training.train_model import train_model
 
 __all__ = [
     "BaselineArguments",

@@ -1,0 +1,1 @@
+"""FeedConfig: its fields, their types, their checks and their read-outs."""
