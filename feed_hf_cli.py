@@ -39,7 +39,9 @@ __all__ = [
     "cached_help",
     "help_cache_dir",
     "help_spec_path",
+    "command_help",
     "main",
+    "run_command",
     "run_recipe",
     "shipped_help",
     "version_line",
@@ -155,7 +157,19 @@ def main(argv: list[str] | None = None) -> None:
     if argv[1:] in (["-h"], ["--help"]):  # with a config file too, the defaults shown come from it: not shipped
         print(command_help_text(argv[0]), end="")
         return
-    _runner().report_user_errors(_runner().run_command, argv[0], argv[1:])
+    _runner().report_user_errors(run_command, argv[0], argv[1:])
+
+
+def run_command(name: str, argv: list[str] | None = None) -> Any:
+    """Parse `argv` into command `name`'s dataclasses and run it; returns the workflow's result."""
+    if name not in COMMANDS:
+        raise ValueError(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
+    return _runner().run_command(COMMANDS[name], name, argv)
+
+
+def command_help(name: str) -> str:
+    """The `--help` text of command `name`, exactly as its parser prints it (built by the real parser)."""
+    return _runner().command_help(COMMANDS[name], name)
 
 
 def run_recipe(command: str, argv: list[str] | None = None) -> Any:
@@ -164,15 +178,16 @@ def run_recipe(command: str, argv: list[str] | None = None) -> Any:
     if argv in (["-h"], ["--help"]):
         print(command_help_text(command), end="")
         return None
-    return _runner().run_command(command, argv)
+    return run_command(command, argv)
 
 
 def command_help_text(command: str) -> str:
     """`command`'s `--help` text: from the shipped data, else built by the real parser and cached."""
-    return shipped_help(command) or cached_help(command, lambda: _runner().command_help(command))
+    return shipped_help(command) or cached_help(command, lambda: command_help(command))
 
 
 def _runner() -> Any:
+    """The runner (`feed_hf/runs/commands.py`): imported when a command runs; it never imports this module back."""
     return importlib.import_module("feed_hf.runs.commands")
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from feed_hf.runs.commands import run_command
+from feed_hf_cli import run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = str(ROOT / "recipes" / "configs" / "cifar10_label_free_few_labels.yaml")

@@ -53,7 +53,7 @@ def test_analyze_reads_weights_under_the_pickle_policy_and_names_a_truncated_con
     import safetensors.torch
     import torch
 
-    from feed_hf.runs.commands import main
+    from feed_hf_cli import main
 
     run_dir, _ = feed_run
     copy = tmp_path / "run"

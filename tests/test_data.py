@@ -132,7 +132,7 @@ def test_batch_crop_flip_on_device_matches_pad_and_crop():
 def test_data_shapes_that_used_to_raise_tracebacks_are_one_line(tmp_path, capsys):
     from recipe_helpers import tiny_argv
 
-    from feed_hf.runs.commands import main
+    from feed_hf_cli import main
 
     (tmp_path / "good").mkdir()
     good = _write_parquet(tmp_path / "good")

@@ -7,7 +7,7 @@ from recipe_helpers import tiny_argv
 
 from feed_hf import FeedTrainer
 from feed_hf.data.label_range import with_label_checks
-from feed_hf.runs.commands import main
+from feed_hf_cli import main
 
 OUT_OF_RANGE = (
     r"split '{}' has labels outside the student's 5 classes: \[12\] \(1 rows\); labels are class indices 0\.\.4"
