@@ -16,6 +16,7 @@ import torch
 from timm.data import resolve_model_data_config
 from torch import nn
 
+from ..training.config.readouts import feed_settings
 from ..training.resolution import RESOLUTION_ATTRIBUTE
 from .files import RESULTS_NAME
 from .portable import PASSED_IN, portable_feed_config
@@ -80,9 +81,9 @@ def code_version() -> str:
 def feed_settings_record(
     args: Any, student: nn.Module, betas: list[float], teachers: nn.ModuleList, sources: list[str]
 ) -> dict[str, Any]:
-    """What `feed_config.json` records: `args.feed_settings()` as resolved for this student and these teachers,
+    """What `feed_config.json` records: `feed_settings(args)` as resolved for this student and these teachers,
     with the input size the student was trained at and why, and the size each teacher was fed."""
-    settings = portable_feed_config(args.feed_settings())
+    settings = portable_feed_config(feed_settings(args))
     settings["student"] = student.pretrained_cfg.get("architecture", settings["student"])
     settings["num_labels"] = student.num_classes
     settings["feed_beta"] = betas

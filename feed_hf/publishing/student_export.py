@@ -16,6 +16,7 @@ from typing import Any
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..training.config.readouts import feed_settings
 from ..training.run_checks import check_export_target
 from .export import ExportError, check_processing_class, export_student
 from .export_store import check_export_location
@@ -166,5 +167,5 @@ class StudentExportMixin(HubPushMixin):
             return self.feed_config()
         except Exception as error:  # the record is optional; the model is not
             logger.warning("the FEED record of this export is incomplete (%s: %s)", type(error).__name__, error)
-            settings = portable_feed_config(self.args.feed_settings())
+            settings = portable_feed_config(feed_settings(self.args))
             return {**settings, "record_error": f"{type(error).__name__}: {error}"}

@@ -13,6 +13,7 @@ from transformers.trainer_utils import number_of_arguments
 
 from ..method.modeling import FeedStudent, build_feed_student
 from .config.checks import check_feed_config
+from .config.readouts import betas, connector_options
 from .resolution import set_student_input_size
 
 __all__ = ["ModelInitMixin", "probe_model_init"]
@@ -50,7 +51,7 @@ class ModelInitMixin:
         distilled = self.teachers if searching or any(self.feed_betas) else []
         args = self.args
         feed_student = build_feed_student(
-            student, distilled, args.student_feature_index, args.student_feature_module, **args.connector_options()
+            student, distilled, args.student_feature_index, args.student_feature_module, **connector_options(args)
         )
         return feed_student.to(memory_format=torch.channels_last) if args.channels_last else feed_student
 
@@ -72,7 +73,7 @@ class ModelInitMixin:
         finally:
             self.hp_space = hp_space
         check_feed_config(self.args)  # the trial's values, checked as FeedConfig checks the user's
-        self.feed_betas = self.args.betas(len(self.teachers)) if self.teachers else []
+        self.feed_betas = betas(self.args, len(self.teachers)) if self.teachers else []
 
 
 def _beta_as_list(params: dict[str, Any]) -> dict[str, Any]:

@@ -14,10 +14,7 @@ from ..publishing.export import has_export
 from ..teachers.frozen import check_finite_maps
 
 __all__ = [
-    "broadcast_per_teacher",
     "check_teacher_maps_once",
-    "check_layer_name",
-    "check_per_teacher",
     "check_export_target",
     "check_labels_fit",
     "check_not_empty",
@@ -95,32 +92,4 @@ def check_export_target(output_dir: str, teacher_specs: Iterable[str], overwrite
         raise ValueError(
             f"output_dir {output_dir!r} already holds an exported model; training would replace it. Choose another "
             "output_dir, resume it (resume_from_checkpoint), or set overwrite_output_dir=True (--overwrite_output_dir)."
-        )
-
-
-def check_per_teacher(name: str, values: list, num_teachers: int) -> None:
-    if not values:
-        raise ValueError(f"{name} is empty; give one value for all teachers or one per teacher")
-    if num_teachers and len(values) not in (1, num_teachers):
-        raise ValueError(
-            f"{name} has {len(values)} values for {num_teachers} teachers; give one value or {num_teachers}"
-        )
-
-
-def broadcast_per_teacher(name: str, values: list, num_teachers: int) -> list:
-    check_per_teacher(name, values, num_teachers)
-    return list(values) * num_teachers if len(values) == 1 else list(values)
-
-
-def check_layer_name(field_name: str, value: str, resolve, allow_none: bool = False) -> None:
-    if allow_none and value == "none":
-        return
-    try:
-        resolved = resolve(value)
-    except (KeyError, AssertionError):
-        resolved = None
-    if resolved is None:
-        raise ValueError(
-            f"{field_name}={value!r} is not a timm layer name; try e.g. 'batchnorm2d', 'groupnorm' (norms) or "
-            "'leaky_relu', 'relu', 'gelu', 'silu' (activations)"
         )

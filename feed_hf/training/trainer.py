@@ -29,6 +29,14 @@ from ..teachers.frozen import FrozenTeacher, check_kd_classes, load_teacher_mode
 from .checkpoints import CheckpointMarkerCallback, check_resume_compatible
 from .collators import SampleIndexCollator, check_collator_for_teacher_outputs
 from .config.feed_config import FeedConfig
+from .config.readouts import (
+    betas,
+    connector_options,
+    teacher_autocast_dtype,
+    teacher_feature_index,
+    teacher_feature_module,
+    teacher_input_size,
+)
 from .distributed import place_teachers
 from .hub_callbacks import ExportPushCallback
 from .label_free import (
@@ -105,11 +113,11 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
         tap = tap or FeatureTap(bare_student, args.student_feature_index, args.student_feature_module, role="student")
         student_map_size = tuple(student_map_shape(bare_student, tap)[1:])
         self.teachers = self._build_teachers(args, sources, bare_student, student_map_size)
-        self.feed_betas = args.betas(len(self.teachers)) if self.teachers else []
+        self.feed_betas = betas(args, len(self.teachers)) if self.teachers else []
         if not isinstance(student, FeedStudent):
             distilled = self.teachers if any(self.feed_betas) else []
             student = build_feed_student(
-                student, distilled, args.student_feature_index, args.student_feature_module, **args.connector_options()
+                student, distilled, args.student_feature_index, args.student_feature_module, **connector_options(args)
             )
         check_labels_fit(self.class_names, student.student if isinstance(student, FeedStudent) else student)
         check_student_has_classes(student.student if isinstance(student, FeedStudent) else student, labelled)
@@ -164,19 +172,19 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
         frozen = []
         for index, source in enumerate(sources):
             module = source if isinstance(source, nn.Module) else load_teacher_model(source, args.teacher_allow_pickle)
-            feature_module = args.teacher_feature_module(index, len(sources))
+            feature_module = teacher_feature_module(args, index, len(sources))
             frozen.append(
                 FrozenTeacher(
                     module,
                     student_data_config,
-                    feature_index=args.teacher_feature_index(index, len(sources)),
+                    feature_index=teacher_feature_index(args, index, len(sources)),
                     feature_module=feature_module,
                     name=f"teacher {index} ({source if isinstance(source, str) else type(source).__name__})",
-                    autocast_dtype=args.teacher_autocast_dtype(),
+                    autocast_dtype=teacher_autocast_dtype(args),
                     channels_last=args.channels_last,
                     compile=args.compile_teachers,
                     student_map_size=student_map_size,
-                    input_size=args.teacher_input_size(index, len(sources)),
+                    input_size=teacher_input_size(args, index, len(sources)),
                 )
             )
         check_kd_classes(frozen, getattr(student, "num_classes", None), args.kd_weight)
@@ -320,7 +328,7 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
             "student": feed_student.student.pretrained_cfg.get("architecture", type(feed_student.student).__name__),
             "num_classes": getattr(feed_student.student, "num_classes", None),
             "student_feature": [self.args.student_feature_index, self.args.student_feature_module],
-            "connector": self.args.connector_options(),
+            "connector": connector_options(self.args),
             "teachers": [teacher.name for teacher in self.teachers],
             "teacher_feature_shapes": [list(teacher.feature_shape) for teacher in self.teachers],
         }

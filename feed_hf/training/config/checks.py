@@ -1,4 +1,5 @@
-"""FeedConfig's value checks: every FEED field validated where the config is made, one line per error."""
+"""FeedConfig's value checks: every FEED field validated where the config is made, one line per error; the
+per-teacher lists' broadcast rule (one value for all teachers or one per teacher) lives here too."""
 
 from __future__ import annotations
 
@@ -8,9 +9,15 @@ from typing import Any
 from timm.layers import get_act_layer, get_norm_layer
 
 from ...store.limits import check_store_views
-from ..run_checks import check_layer_name, check_per_teacher
 
-__all__ = ["check_feed_config", "check_run_flags"]
+__all__ = [
+    "broadcast_per_teacher",
+    "check_feature_modules",
+    "check_feed_config",
+    "check_layer_name",
+    "check_per_teacher",
+    "check_run_flags",
+]
 
 
 def check_feed_config(config: Any) -> None:
@@ -19,7 +26,7 @@ def check_feed_config(config: Any) -> None:
     check_per_teacher("feed_beta", config.feed_beta, num_teachers)
     check_per_teacher("teacher_feature_indices", config.teacher_feature_indices, num_teachers)
     if num_teachers:  # teachers given as modules are counted when the trainer gets them
-        config._check_feature_modules(num_teachers)
+        check_feature_modules(config, num_teachers)
     _check_teacher_input_sizes(config.teacher_input_sizes, num_teachers)
     for beta in config.feed_beta:
         if not (math.isfinite(beta) and beta >= 0):
@@ -128,3 +135,39 @@ def _check_teacher_input_sizes(sizes: list[int], num_teachers: int) -> None:
                 f"teacher_input_sizes has {size}; each entry is a resolution >= 8 pixels, or 0 for the size the "
                 "teacher's model only accepts (else the student's)"
             )
+
+
+def check_per_teacher(name: str, values: list, num_teachers: int) -> None:
+    if not values:
+        raise ValueError(f"{name} is empty; give one value for all teachers or one per teacher")
+    if num_teachers and len(values) not in (1, num_teachers):
+        raise ValueError(
+            f"{name} has {len(values)} values for {num_teachers} teachers; give one value or {num_teachers}"
+        )
+
+
+def broadcast_per_teacher(name: str, values: list, num_teachers: int) -> list:
+    check_per_teacher(name, values, num_teachers)
+    return list(values) * num_teachers if len(values) == 1 else list(values)
+
+
+def check_layer_name(field_name: str, value: str, resolve, allow_none: bool = False) -> None:
+    if allow_none and value == "none":
+        return
+    try:
+        resolved = resolve(value)
+    except (KeyError, AssertionError):
+        resolved = None
+    if resolved is None:
+        raise ValueError(
+            f"{field_name}={value!r} is not a timm layer name; try e.g. 'batchnorm2d', 'groupnorm' (norms) or "
+            "'leaky_relu', 'relu', 'gelu', 'silu' (activations)"
+        )
+
+
+def check_feature_modules(config: Any, num_teachers: int) -> None:
+    if config.teacher_feature_modules and len(config.teacher_feature_modules) != num_teachers:
+        raise ValueError(
+            f"teacher_feature_modules has {len(config.teacher_feature_modules)} entries for {num_teachers} "
+            "teachers; give one module name per teacher or none"
+        )

@@ -12,7 +12,6 @@ from transformers import TrainingArguments
 
 from .checks import check_feed_config
 from .field_types import check_field_value, field_specs
-from .readouts import FeedSettingsMixin
 
 __all__ = ["FeedConfig"]
 
@@ -20,7 +19,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class FeedConfig(FeedSettingsMixin, TrainingArguments):
+class FeedConfig(TrainingArguments):
     """TrainingArguments plus parallel FEED (Park & Kwak 2019): L = CE + Σ_n β_n·L_FEED_n [+ KD].
 
     FeedConfig adds to [`TrainingArguments`] the settings of parallel FEED (feature-level ensemble for knowledge
