@@ -124,7 +124,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "card": Command(
         "feed_hf.runs.commands:card",
-        ("feed_hf.publishing.model_card:CardArguments",),
+        ("feed_hf.publishing.card.render:CardArguments",),
         "Render README.md (model card) of an exported folder from its results.json.",
         "feed-hf card --export_dir runs/pfeed --repo_id you/resnet20-feed",
     ),

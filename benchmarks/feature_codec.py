@@ -29,7 +29,7 @@ from transformers import HfArgumentParser
 
 import feed_hf  # noqa: F401  (registers the CIFAR models)
 from feed_hf.method.losses import normalize_feature_map
-from feed_hf.publishing.record import hardware_description, library_versions
+from feed_hf.publishing.run_record import hardware_description, library_versions
 from feed_hf.store.codec import decode_maps, encode_maps, fit_feature_codec
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg"

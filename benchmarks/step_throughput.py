@@ -40,7 +40,7 @@ import feed_hf  # noqa: F401  (registers the CIFAR models)
 from feed_hf import FeedConfig, FeedTrainer
 from feed_hf.method.connectors import FeedConnector
 from feed_hf.method.losses import feed_distance
-from feed_hf.publishing.record import hardware_description, library_versions
+from feed_hf.publishing.run_record import hardware_description, library_versions
 from feed_hf.teachers.frozen import FrozenTeacher
 
 MODES = ("ce", "teacher", "frozen", "connectors", "hand_feed", "trainer", "cached")

@@ -21,10 +21,10 @@ from huggingface_hub import CommitInfo, HfApi, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, HTTPError
 
 from ..teachers.sources import TeacherSourceError, check_weights_fit, weight_shapes
+from .card.render import write_model_card
 from .export import export_file
 from .export_store import current_version, public_names
 from .files import CARD_NAME, CONNECTORS_NAME, FEED_CONFIG_NAME, MODEL_CONFIG_NAME, RESULTS_NAME, WEIGHTS_NAME
-from .model_card import write_model_card
 from .portable import local_fragment, local_fragments_in_json, portable_feed_config, portable_results
 
 __all__ = ["HubPushError", "PushArguments", "UnpushableExportError", "check_pushable", "push_export", "pushed_names"]

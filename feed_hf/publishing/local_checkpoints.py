@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, sort_checkpoints
 
@@ -21,6 +23,7 @@ from .export_store import link
 from .files import LOCAL_DIR
 
 __all__ = [
+    "save_linked_checkpoint",
     "CHECKPOINTS_DIR",
     "link_local_checkpoint",
     "remove_checkpoint",
@@ -77,3 +80,16 @@ def remove_unkept_checkpoints(run_dir: str | os.PathLike, best: str | None) -> N
     for checkpoint in sort_checkpoints(str(run_dir), PREFIX_CHECKPOINT_DIR):
         if best and Path(checkpoint).is_symlink() and not os.path.samefile(checkpoint, best):
             remove_checkpoint(checkpoint)
+
+
+def save_linked_checkpoint(trainer: Any, save: Callable[[], None], trial: Any) -> None:
+    """`save()` (the Trainer's `_save_checkpoint`) into the output folder's local store, linked as `checkpoint-N`;
+    then the Trainer's rotation (`save_total_limit`) applied to the linked checkpoints."""
+    run_dir = trainer._get_output_dir(trial)
+    args = trainer.args
+    if args.should_save:
+        link_local_checkpoint(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{trainer.state.global_step}")
+    trainer.accelerator.wait_for_everyone()  # every process writes through the link
+    save()
+    if args.should_save:
+        remove_rotated_checkpoints(run_dir, args.save_total_limit, trainer.state.best_model_checkpoint)

@@ -19,10 +19,10 @@ import timm
 from torch import nn
 
 from ..training.students import STUDENT_SOURCE_ATTRIBUTE, student_base_model, student_has_pretrained_weights
-from .card_metadata import teacher_license
+from .card.metadata import teacher_license
+from .feed_record import is_passed_in
 from .files import FEED_CONFIG_NAME, MODEL_CONFIG_NAME, RESULTS_NAME
 from .portable import PASSED_IN, portable_folder
-from .record import is_passed_in
 
 __all__ = ["license_sources", "recorded_license", "resolve_license", "student_source"]
 

@@ -3,7 +3,9 @@
 `FeedTrainer.write_record` calls `build_run_record` for the Python API, the CLI, the recipes and every sFEED
 generation alike: the metrics are the last evaluation in `state.log_history`, the hyperparameters are
 transformers' `TrainingSummary` extraction, the data facts are what the caller attached (`trainer.data_record`)
-or what the `datasets.Dataset`s say about themselves.
+or what the `datasets.Dataset`s say about themselves. It also names where the run ran (`library_versions`,
+`hardware_description`, `code_version`) and reads a local teacher's measured top-1 from the results.json beside
+it (`recorded_teacher_top1`).
 """
 
 from __future__ import annotations
@@ -11,22 +13,31 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
+import platform
 import re
+import subprocess
 import time
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers.modelcard import extract_hyperparameters_from_trainer
 from transformers.trainer import TRAINER_STATE_NAME
 
+from .card.render import write_model_card
 from .export import write_export_file
+from .feed_record import is_passed_in
 from .files import RESULTS_NAME
-from .model_card import write_model_card
 from .portable import portable_data_arguments, portable_folder, portable_training_arguments
 from .provenance import license_sources, resolve_license, student_source
-from .record import code_version, hardware_description, is_passed_in, library_versions, recorded_teacher_top1
 
 __all__ = [
+    "code_version",
+    "hardware_description",
+    "library_versions",
+    "recorded_teacher_top1",
     "aligned_teacher_specs",
     "build_run_record",
     "dataset_facts",
@@ -44,15 +55,58 @@ _HUB_DATA_FILE = re.compile(r"^hf://datasets/([^/@]+/[^/@]+)@")
 _BUILDERS = {"csv", "json", "pandas", "parquet", "arrow", "text", "imagefolder", "audiofolder", "webdataset", "xml"}
 
 
+_LIBRARIES = ("feed-hf", "torch", "torchvision", "timm", "transformers", "accelerate", "datasets", "huggingface-hub")
+
+
+def library_versions() -> dict[str, str]:
+    versions = {}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    versions["python"] = platform.python_version()
+    return versions
+
+
+def hardware_description() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()}× {torch.cuda.get_device_name(0)}"
+    return f"CPU: {_cpu_model()}, {torch.get_num_threads()} threads"
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def code_version() -> str:
+    """`git describe` of the feed-hf source tree when run from a checkout, else the package version."""
+    source_dir = Path(__file__).resolve().parent
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], cwd=source_dir, capture_output=True, text=True, timeout=5
+        )
+        if described.returncode == 0 and described.stdout.strip():
+            return described.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return library_versions()["feed-hf"]
+
+
 def build_run_record(trainer: Any, failures: list[str] | None = None) -> dict[str, Any]:
     """results.json of `trainer` (a FeedTrainer) as it stands: call it after `train()` and `evaluate()`."""
     args, history = trainer.args, list(trainer.state.log_history)
     metrics = last_eval_metrics(history)
     train_metrics = _last_entry_with(history, "train_runtime")
     specs = aligned_teacher_specs(trainer.teacher_sources, trainer.teacher_specs)
-    feed = _with_teacher_accuracy(trainer.feed_record(), specs)
+    feed = _with_teacher_accuracy(trainer.exporter.feed_record(), specs)
     student = student_source(trainer.student)
-    card = dict(trainer.card_facts or {})
+    card = dict(trainer.hub.card_facts or {})
     declared, declared_by = (
         (card["license"], "push_to_hub/create_model_card")
         if card.get("license")
@@ -245,3 +299,29 @@ def _save_portable_state(trainer: Any, output_dir: Path) -> None:
     state = copy.copy(trainer.state)
     state.best_model_checkpoint = portable_folder(state.best_model_checkpoint)
     state.save_to_json(str(output_dir / TRAINER_STATE_NAME))
+
+
+def recorded_teacher_top1(spec: str) -> float | None:
+    """A local teacher's measured top-1, from the results.json feed-hf wrote beside its export (or beside the
+    NAME=CHECKPOINT file). An optional fact: unreadable or malformed, it is logged and recorded as unknown."""
+    if spec.startswith("hf-hub:"):
+        return None
+    location = spec.removeprefix("local-dir:")
+    _, separator, checkpoint = location.partition("=")
+    folder = Path(checkpoint).parent if separator and not Path(location).is_dir() else Path(location)
+    results_file = folder / RESULTS_NAME
+    if not results_file.is_file():
+        return None
+    try:
+        recorded = json.loads(results_file.read_text(encoding="utf-8"))
+        top1 = (recorded.get("metrics") or {}).get("eval_top1")
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
+        top1, reason = "?", f"{type(error).__name__}: {error}"
+    else:
+        reason = f"its eval_top1 is {top1!r}, not a number"
+    if top1 is None:  # a teacher that was never evaluated
+        return None
+    if isinstance(top1, (int, float)) and not isinstance(top1, bool) and math.isfinite(top1):
+        return float(top1)
+    logger.warning("teacher top-1 recorded as unknown: %s is malformed (%s)", results_file, reason)
+    return None

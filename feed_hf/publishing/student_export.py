@@ -1,9 +1,9 @@
-"""What FeedTrainer leaves behind: the bare student exported as a whole, its record, and its push to the Hub.
+"""What FeedTrainer leaves behind: the bare student exported as a whole, with its record and card.
 
-A mixin of `FeedTrainer` (it uses the trainer's args, student, teachers and accelerator): `save_model` and
-`push_to_hub` are the Trainer's documented methods, `export` and `write_record` FEED's own. What the export needs
-is checked before the first training step (`check_export_possible`); an export that still fails after training
-is written to a fallback folder, named in the error (`export_after_training`).
+`StudentExporter` is a collaborator the trainer holds (`trainer.exporter`): FeedTrainer's `save_model`, `export`,
+`write_record` and `evaluate` hand their work to it. What the export needs is checked before the first training
+step (`check_export_possible`); an export that still fails after training is written to a fallback folder, named
+in the error (`export_after_training`).
 """
 
 from __future__ import annotations
@@ -14,63 +14,48 @@ import time
 from pathlib import Path
 from typing import Any
 
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
-
 from ..training.config.readouts import feed_settings
 from ..training.run_checks import check_export_target
 from .export import ExportError, check_processing_class, export_student
 from .export_store import check_export_location
-from .local_checkpoints import link_local_checkpoint, remove_rotated_checkpoints, remove_unkept_checkpoints
+from .feed_record import feed_settings_record, run_summary
+from .local_checkpoints import remove_unkept_checkpoints
 from .portable import portable_feed_config
-from .record import feed_settings_record, run_summary
 from .run_record import write_run_record
-from .trainer_hub import HubPushMixin
 
-__all__ = ["StudentExportMixin"]
+__all__ = ["StudentExporter"]
 
 logger = logging.getLogger(__name__)
 
 
-class StudentExportMixin(HubPushMixin):
-    """`save_model`/`export`/`push_to_hub` of the bare student and the run's record, for `FeedTrainer`."""
+class StudentExporter:
+    """The export of a FeedTrainer's bare student and the run's record (results.json, card).
 
-    _exported_to: str | None = None
+    It reads of its trainer: `args`, `model` (the FeedStudent: connectors), `student`, `teachers`, `feed_betas`,
+    `teacher_sources`, `teacher_specs`, `class_names`, `processing_class`, `accelerator` and, for the record,
+    `state` and the datasets.
+    """
+
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self.exported_to: str | None = None  # the folder of the last complete export (its record follows)
 
     def feed_config(self) -> dict[str, Any]:
         """What `feed_config.json` records: the FEED settings and each teacher as resolved (portable)."""
-        return feed_settings_record(self.args, self.student, self.feed_betas, self.teachers, self.teacher_sources)
-
-    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """User calls export the bare student (`export`) and, with `push_to_hub`, push as `Trainer.save_model`
-        does; the Trainer's own checkpoints keep the whole FeedStudent."""
-        if _internal_call:
-            return super().save_model(output_dir, _internal_call=True)
-        self.export(output_dir)
-        if self.args.push_to_hub:
-            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
-
-    def _save_checkpoint(self, model: Any, trial: Any) -> None:
-        """The Trainer's checkpoint, written into the output folder's local store and linked as `checkpoint-N`
-        (`feed_hf.publishing.local_checkpoints`): resumable as ever, never taken by a plain upload of the folder."""
-        run_dir = self._get_output_dir(trial)
-        if self.args.should_save:
-            link_local_checkpoint(run_dir, f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
-        self.accelerator.wait_for_everyone()  # every process writes through the link
-        super()._save_checkpoint(model, trial)
-        if self.args.should_save:
-            remove_rotated_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint)
+        t = self.trainer
+        return feed_settings_record(t.args, t.student, t.feed_betas, t.teachers, t.teacher_sources)
 
     def log_run_summary(self) -> None:
         """Log, before the first step, the student's input size and why, and what each teacher is fed (recorded
         too, in feed_config.json's `student_input_size` and `resolved_teachers`)."""
-        if not self.is_world_process_zero():
+        if not self.trainer.is_world_process_zero():
             return
         # With model_init the student is made inside train(); its probe was resolved the same way.
-        student = self.student if self.model is not None else getattr(self, "_model_init_probe", None)
+        student = self.trainer.student if self.trainer.model is not None else self.trainer.fresh_students.probe
         if student is None:
             return
         student = getattr(student, "student", student)  # a FeedStudent's bare student
-        lines, warnings = run_summary(student, self.teachers, self.teacher_sources)
+        lines, warnings = run_summary(student, self.trainer.teachers, self.trainer.teacher_sources)
         logger.info("FEED run: %s", "; ".join(lines))
         for warning in warnings:
             logger.warning(warning)
@@ -78,10 +63,11 @@ class StudentExportMixin(HubPushMixin):
     def check_export_possible(self, output_dir: str) -> None:
         """Before the first step: the `processing_class` can be saved, and the export's folders can be written, with
         room for the weights (one line naming the path otherwise). The writer rank checks the folders."""
-        check_processing_class(self.processing_class)
-        if not self.args.should_save:
+        check_processing_class(self.trainer.processing_class)
+        if not self.trainer.args.should_save:
             return
-        model = self.accelerator.unwrap_model(self.model) if self.model is not None else None
+        t = self.trainer
+        model = t.accelerator.unwrap_model(t.model) if t.model is not None else None
         tensors = [*model.parameters(), *model.buffers()] if model is not None else []
         check_export_location(output_dir, needed_bytes=sum(t.numel() * t.element_size() for t in tensors))
 
@@ -93,41 +79,41 @@ class StudentExportMixin(HubPushMixin):
         student is exported whatever the record holds. An export that cannot be written raises ExportError (the
         previous export stays) once every process is here.
         """
-        output_dir = output_dir or self.args.output_dir
+        output_dir = output_dir or self.trainer.args.output_dir
         failure = None
-        if self.args.should_save:
+        if self.trainer.args.should_save:
             try:
                 self._write_export(output_dir)
             except Exception as error:  # raised below, after the other processes stop waiting for this one
                 failure = error
-        self.accelerator.wait_for_everyone()
+        self.trainer.accelerator.wait_for_everyone()
         if failure is not None:
             raise failure
 
     def export_after_training(self, output_dir: str) -> None:
         """`export(output_dir)`; if it fails, the student is exported to a fallback folder and ExportError names it."""
-        if self.args.should_save and self.args.save_total_limit == 1:  # the Trainer's end rule, for linked ones
-            remove_unkept_checkpoints(output_dir, self.state.best_model_checkpoint)
+        args = self.trainer.args
+        if args.should_save and args.save_total_limit == 1:  # the Trainer's end rule, for linked checkpoints
+            remove_unkept_checkpoints(output_dir, self.trainer.state.best_model_checkpoint)
         try:
             self.export(output_dir)
         except Exception as error:
-            if not self.args.should_save:
+            if not self.trainer.args.should_save:
                 raise
             self._export_to_fallback(output_dir, error)
 
     def _write_export(self, output_dir: str) -> None:
-        self._exported_to = None
-        check_export_target(output_dir, self.teacher_specs, overwrite=True, resuming=False)
-        connectors = self.accelerator.unwrap_model(self.model).connectors
-        export_student(
-            self.student, output_dir, self.feed_record(), self.class_names, connectors, self.processing_class
-        )
-        self._exported_to = str(output_dir)
+        self.exported_to = None
+        check_export_target(output_dir, self.trainer.teacher_specs, overwrite=True, resuming=False)
+        t = self.trainer
+        connectors = t.accelerator.unwrap_model(t.model).connectors
+        export_student(t.student, output_dir, self.feed_record(), t.class_names, connectors, t.processing_class)
+        self.exported_to = str(output_dir)
         self.write_record(output_dir)
 
     def _export_to_fallback(self, output_dir: str, error: Exception) -> None:
         reason = f"{type(error).__name__}: {error}"
-        if self._exported_to == str(output_dir):  # the model is there; its record is what failed
+        if self.exported_to == str(output_dir):  # the model is there; its record is what failed
             raise ExportError(f"the student is exported to {output_dir!r}, but its record failed ({reason})") from error
         stamp = time.strftime("%Y%m%d-%H%M%S")
         name = Path(output_dir).resolve().name or "feed-hf"
@@ -149,17 +135,9 @@ class StudentExportMixin(HubPushMixin):
 
     def write_record(self, output_dir: str | None = None, failures: list[str] | None = None) -> list[str]:
         """results.json + card of the export in `output_dir` from this trainer's state; `failures` + a failed card."""
-        if not self.args.should_save:
+        if not self.trainer.args.should_save:
             return list(failures or [])
-        return write_run_record(self, str(output_dir or self.args.output_dir), failures)
-
-    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
-        """Trainer.evaluate; after this trainer exported (and outside training), the export's record and card are
-        rewritten with the metrics, so a save or push that follows carries them."""
-        metrics = super().evaluate(*args, **kwargs)
-        if self._exported_to is not None and not self.is_in_train:
-            self.write_record(self._exported_to)
-        return metrics
+        return write_run_record(self.trainer, str(output_dir or self.trainer.args.output_dir), failures)
 
     def feed_record(self) -> dict[str, Any]:
         """`feed_config()`, or the settings alone (portable, with the error named) when a teacher fact fails."""
@@ -167,5 +145,5 @@ class StudentExportMixin(HubPushMixin):
             return self.feed_config()
         except Exception as error:  # the record is optional; the model is not
             logger.warning("the FEED record of this export is incomplete (%s: %s)", type(error).__name__, error)
-            settings = portable_feed_config(feed_settings(self.args))
+            settings = portable_feed_config(feed_settings(self.trainer.args))
             return {**settings, "record_error": f"{type(error).__name__}: {error}"}

@@ -1,4 +1,7 @@
-"""FeedTrainer's Hub methods: `create_model_card` and `push_to_hub` with the Trainer's keywords, as the FEED card.
+"""FeedTrainer's Hub side: `create_model_card` and `push_to_hub` with the Trainer's keywords, as the FEED card.
+
+`HubPublisher` is a collaborator the trainer holds (`trainer.hub`); FeedTrainer's `create_model_card`,
+`push_to_hub` and `_push_from_checkpoint` hand their work to it.
 
 transformers' `Trainer.create_model_card` writes a transformers card over `output_dir/README.md` and its
 `push_to_hub` uploads `output_dir` as it is. Here both keep the FEED card: the facts given (licence, tags, language,
@@ -19,7 +22,7 @@ from .export import has_export
 from .hub import push_export
 from .portable import portable_dataset, portable_folder
 
-__all__ = ["CARD_KEYWORDS", "HubPushMixin", "declared_card_facts"]
+__all__ = ["CARD_KEYWORDS", "HubPublisher", "declared_card_facts"]
 
 # Trainer.create_model_card's keywords, each recorded and shown on the card.
 CARD_KEYWORDS = (
@@ -56,82 +59,66 @@ def declared_card_facts(given: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
-class HubPushMixin:
-    """`create_model_card` / `push_to_hub` of `FeedTrainer` (uses its args, export and record)."""
+class HubPublisher:
+    """The card facts a FeedTrainer was told and its pushes: it reads the trainer's `args`, `state`, `control`,
+    `callback_handler`, `exporter` (export, record) and `is_world_process_zero`."""
 
-    card_facts: dict[str, Any] | None = None  # what create_model_card / push_to_hub were told (results.json "card")
+    def __init__(self, trainer: Any) -> None:
+        self.trainer = trainer
+        self.card_facts: dict[str, Any] | None = None  # what create_model_card / push_to_hub were told (results.json)
 
-    def create_model_card(
-        self,
-        language: str | list[str] | None = None,
-        license: str | None = None,  # noqa: A002 - Trainer.create_model_card's own name
-        tags: str | list[str] | None = None,
-        model_name: str | None = None,
-        finetuned_from: str | None = None,
-        tasks: str | list[str] | None = None,
-        dataset_tags: str | list[str] | None = None,
-        dataset: str | list[str] | None = None,
-        dataset_args: str | list[str] | None = None,
-    ) -> None:
-        """Trainer.create_model_card for FEED: the facts join the run's record and the FEED card of the export in
+    def create_model_card(self, given: dict[str, Any]) -> None:
+        """Trainer.create_model_card's keywords (`given`) join the run's record and the FEED card of the export in
         `output_dir` is rendered again with them. Without an export yet, they wait for the one training writes."""
-        given = declared_card_facts({key: value for key, value in locals().items() if key in CARD_KEYWORDS})
+        given = declared_card_facts(given)
         earlier = dict(self.card_facts or {})
         if "tags" in given:  # as Trainer.create_model_card: the card's earlier tags stay
             given["tags"] = [*earlier.get("tags", []), *(t for t in given["tags"] if t not in earlier.get("tags", []))]
         self.card_facts = {**earlier, **given}
-        if self.args.should_save and has_export(self.args.output_dir):
-            self.write_record(self.args.output_dir)
+        args = self.trainer.args
+        if args.should_save and has_export(args.output_dir):
+            self.trainer.exporter.write_record(args.output_dir)
 
-    def push_to_hub(
+    def push(
         self,
-        commit_message: str | None = "End of training",
-        blocking: bool = True,
-        token: str | None = None,
-        revision: str | None = None,
-        private: bool | None = None,
-        **kwargs: Any,
+        commit_message: str | None,
+        blocking: bool,
+        token: str | None,
+        revision: str | None,
+        private: bool | None,
+        card: dict[str, Any],
     ) -> CommitInfo | Future | None:
-        """Export the bare student to `output_dir` (if not already there) and push it to `args.hub_model_id`.
-
-        The repo gets `config.json` + `model.safetensors` (timm), `feed_config.json`, `results.json`, a
-        processing_class's files and the FEED card; connectors only with `push_connectors`. `kwargs` are
-        `create_model_card`'s (licence, tags, …): they are on the pushed card. `blocking=False` returns a
-        `Future` of the commit, as the Trainer does; pushes the Trainer made during training finish first.
-        """
-        unknown = sorted(set(kwargs) - set(CARD_KEYWORDS))
+        """Trainer.push_to_hub for FEED: export the bare student to `output_dir` (if not already there), record the
+        card facts `card` (create_model_card's keywords) and push the export to `args.hub_model_id`."""
+        unknown = sorted(set(card) - set(CARD_KEYWORDS))
         if unknown:
             raise TypeError(
                 f"push_to_hub() got unexpected keyword arguments {unknown}: it takes commit_message, blocking, token, "
                 f"revision, private and create_model_card's {', '.join(CARD_KEYWORDS)}"
             )
-        self.callback_handler.on_push_begin(self.args, self.state, self.control)
-        output_dir = Path(self.args.output_dir)
+        trainer, args = self.trainer, self.trainer.args
+        trainer.callback_handler.on_push_begin(args, trainer.state, trainer.control)
+        output_dir = Path(args.output_dir)
         if not has_export(output_dir):
-            self.export(str(output_dir))
-        if kwargs:
-            self.create_model_card(**kwargs)
-        if not self.is_world_process_zero():
+            trainer.exporter.export(str(output_dir))
+        if card:
+            self.create_model_card(card)
+        if not trainer.is_world_process_zero():
             return None
         self.wait_for_pushes()
         return push_export(
             output_dir,
-            self.args.hub_model_id or output_dir.resolve().name,
-            token=token if token is not None else self.args.hub_token,
-            private=private if private is not None else self.args.hub_private_repo,
-            revision=revision if revision is not None else self.args.hub_revision,
-            push_connectors=self.args.push_connectors,
+            args.hub_model_id or output_dir.resolve().name,
+            token=token if token is not None else args.hub_token,
+            private=private if private is not None else args.hub_private_repo,
+            revision=revision if revision is not None else args.hub_revision,
+            push_connectors=args.push_connectors,
             commit_message=commit_message or "Upload FEED student (feed-hf)",
             blocking=blocking,
         )
 
     def wait_for_pushes(self) -> None:
         """Wait for the `hub_strategy='every_save'` pushes still running (feed_hf.training.hub_callbacks)."""
-        for callback in self.callback_handler.callbacks:
+        for callback in self.trainer.callback_handler.callbacks:
             if isinstance(callback, ExportPushCallback):
                 callback.wait()
-
-    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        # Trainer checkpoints hold the whole FeedStudent (connectors included) in a non-timm layout: never
-        # pushed. `hub_strategy="every_save"` pushes the exported student instead (feed_hf.training.hub_callbacks).
-        return

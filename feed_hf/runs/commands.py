@@ -68,7 +68,7 @@ def analyze(analysis_args: Any) -> dict[str, Any]:
 
 def card(card_args: Any) -> Any:
     """`feed-hf card`: (re)render an export's model card from its results.json."""
-    from ..publishing.model_card import write_model_card_from_results
+    from ..publishing.card.render import write_model_card_from_results
 
     path = write_model_card_from_results(card_args)
     print(f"model card written to {path}")

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..data.loading import DataArguments, load_image_splits
-from ..publishing.record import hardware_description
+from ..publishing.run_record import hardware_description
 from ..training.config.feed_config import FeedConfig
 from ..training.train_model import train_model
 from .evaluation import ensemble_top1

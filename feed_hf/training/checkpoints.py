@@ -23,8 +23,10 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..publishing.files import WEIGHTS_NAME, atomic_write_text
+from .config.readouts import connector_options
 
 __all__ = [
+    "run_signature",
     "COMPLETE_MARKER",
     "CheckpointMarkerCallback",
     "check_checkpoint_files",
@@ -168,3 +170,15 @@ def _tensor_changes(weights: Path, state_shapes: dict[str, list]) -> list[str]:
         if key in saved and saved[key] != list(state_shapes[key])
     ]
     return changes
+
+
+def run_signature(feed_student: Any, args: Any, teachers: Any) -> dict[str, Any]:
+    """What a checkpoint of a run records, so that resuming another kind of run is refused by name."""
+    return {
+        "student": feed_student.student.pretrained_cfg.get("architecture", type(feed_student.student).__name__),
+        "num_classes": getattr(feed_student.student, "num_classes", None),
+        "student_feature": [args.student_feature_index, args.student_feature_module],
+        "connector": connector_options(args),
+        "teachers": [teacher.name for teacher in teachers],
+        "teacher_feature_shapes": [list(teacher.feature_shape) for teacher in teachers],
+    }

@@ -30,7 +30,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-# Set on the student once decided: {"from": what decided its input size}, for the run's record (record.py).
+# Set on the student once decided: {"from": what decided its input size}, for feed_config.json (feed_record.py).
 RESOLUTION_ATTRIBUTE = "feed_hf_resolution"
 # Recommendations of the source checkpoint that no longer describe the student once it runs at another size.
 _STALE_CFG_KEYS = ("test_input_size", "test_crop_pct", "test_pool_size", "min_input_size")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -14,6 +15,7 @@ from ..publishing.export import has_export
 from ..teachers.frozen import check_finite_maps
 
 __all__ = [
+    "check_finite_loss",
     "check_teacher_maps_once",
     "check_export_target",
     "check_labels_fit",
@@ -93,3 +95,29 @@ def check_export_target(output_dir: str, teacher_specs: Iterable[str], overwrite
             f"output_dir {output_dir!r} already holds an exported model; training would replace it. Choose another "
             "output_dir, resume it (resume_from_checkpoint), or set overwrite_output_dir=True (--overwrite_output_dir)."
         )
+
+
+def check_finite_loss(loss: torch.Tensor, terms: dict[str, torch.Tensor], step: int, sources: list[str]) -> None:
+    """Stop at step `step` when the loss or a term is NaN/Inf, naming the term (and the teacher of a FEED term)."""
+    # One host sync per step (the Trainer's own logging_nan_inf_filter already makes one): raising
+    # here, before backward and the optimizer step, keeps NaN weights out of every checkpoint.
+    values = torch.stack([loss.detach().float(), *(t.detach().float() for t in terms.values())])
+    if bool(torch.isfinite(values).all()):
+        return
+    bad = [
+        _describe_term(name, sources)
+        for name, value in zip(terms, values[1:].tolist(), strict=True)
+        if not math.isfinite(value)
+    ]
+    raise FloatingPointError(
+        f"non-finite loss at step {step}: {', '.join(bad) or 'loss'}; training stopped "
+        "before this step's update, so no checkpoint holds its weights. Lower learning_rate or feed_beta, "
+        "or check the data and the named teacher's checkpoint."
+    )
+
+
+def _describe_term(name: str, teacher_sources: list[str]) -> str:
+    if name.startswith("feed/loss_t"):
+        index = int(name.removeprefix("feed/loss_t"))
+        return f"{name} (teacher {index}: {teacher_sources[index]})"
+    return name

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import torch
-from timm.data import resolve_model_data_config
+from huggingface_hub import CommitInfo
 from torch import nn
 from torch.utils.data import IterableDataset
 from transformers import Trainer, enable_full_determinism, set_seed
@@ -21,36 +21,34 @@ from ..evaluation.metrics import top_k_accuracy
 from ..method.features import FeatureTap
 from ..method.losses import ensemble_kd_loss, feed_loss
 from ..method.modeling import FeedStudent, build_feed_student, student_map_shape
+from ..publishing.local_checkpoints import save_linked_checkpoint
 from ..publishing.portable import portable_teacher_source
-from ..publishing.student_export import StudentExportMixin
-from ..store.cache import IndexedDataset, TeacherFeatureCache, open_store_for
-from ..store.reader import TeacherStore
-from ..teachers.frozen import FrozenTeacher, check_kd_classes, load_teacher_model
-from .checkpoints import CheckpointMarkerCallback, check_resume_compatible
+from ..publishing.student_export import StudentExporter
+from ..publishing.trainer_hub import CARD_KEYWORDS, HubPublisher
+from ..store.cache import IndexedDataset
+from .checkpoints import CheckpointMarkerCallback, check_resume_compatible, run_signature
 from .collators import SampleIndexCollator, check_collator_for_teacher_outputs
 from .config.feed_config import FeedConfig
-from .config.readouts import (
-    betas,
-    connector_options,
-    teacher_autocast_dtype,
-    teacher_feature_index,
-    teacher_feature_module,
-    teacher_input_size,
-)
+from .config.readouts import betas, connector_options
 from .distributed import place_teachers
 from .hub_callbacks import ExportPushCallback
 from .label_free import (
-    check_label_free_setup,
     check_student_has_classes,
     cross_entropy_term,
-    dataset_has_labels,
     enable_label_free_evaluation,
     evaluation_loss,
     student_num_labels,
 )
-from .model_init import ModelInitMixin, probe_model_init
+from .model_init import FreshStudents, probe_model_init
 from .resolution import pixel_values_size, resolve_student_input_size
-from .run_checks import check_export_target, check_labels_fit, check_output_dir, check_teacher_maps_once
+from .run_checks import (
+    check_export_target,
+    check_finite_loss,
+    check_labels_fit,
+    check_output_dir,
+    check_teacher_maps_once,
+)
+from .run_setup import build_feature_cache, build_teachers, read_labels
 from .students import create_student
 from .trainer_arguments import check_given_optimizer, check_optimizer_holds_connectors, check_trainer_arguments
 from .weight_decay import decay_parameter_names
@@ -60,7 +58,7 @@ __all__ = ["FeedTrainer", "create_student"]
 logger = logging.getLogger(__name__)
 
 
-class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
+class FeedTrainer(Trainer):
     """Trains a student with CE + Σ_n β_n·L_FEED_n (+ optional logit KD) from frozen teachers.
 
     `FeedTrainer(args=FeedConfig(student=..., teachers=[...]), train_dataset=...)` builds everything
@@ -71,6 +69,9 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
 
     Logged per logging window (averaged over steps and processes): `loss/ce`, `feed/loss` (the
     β-weighted sum), `feed/loss_t{i}` (teacher i's unweighted Eq. 2) and `loss/kd` when enabled.
+
+    Collaborators it holds: `exporter` (the export, its record and card: publishing/student_export.py), `hub`
+    (card facts and pushes: publishing/trainer_hub.py) and `fresh_students` (model_init: training/model_init.py).
     """
 
     # compute_loss returns a per-batch mean: the Trainer divides by gradient-accumulation steps.
@@ -94,62 +95,77 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
         check_trainer_arguments(teachers, args, trainer_kwargs)  # refused by name before any work (hub_strategy too)
         # As Trainer does before it builds a model: the student and connectors built below start from args.seed.
         enable_full_determinism(args.seed) if args.full_determinism else set_seed(args.seed)
-        labelled = self._read_labels(args, teachers, class_names, trainer_kwargs.get("train_dataset"))
-        if model is None and trainer_kwargs.get("model_init") is not None:  # probed here; re-made at each train()
-            model = self._model_init_probe = probe_model_init(trainer_kwargs["model_init"])
+        self.class_names, labelled = read_labels(args, teachers, class_names, trainer_kwargs.get("train_dataset"))
+        self.label_free = labelled is False  # no label in the train set: Σβ·FEED alone (label_free.py)
+        student = self._student(model, args, trainer_kwargs)
+        self._take_teachers(list(teachers) if teachers is not None else list(args.teachers), student, args)
+        student = self._connect(student, args)
+        self._check_run(student, labelled, args, trainer_kwargs)
+        stores = self._key_rows_for_stores(args, trainer_kwargs)
+        self.exporter, self.hub = StudentExporter(self), HubPublisher(self)
+        super().__init__(model=student if self.fresh_students.probe is None else None, args=args, **trainer_kwargs)
+        self.add_callback(CheckpointMarkerCallback(self._run_signature()))
+        self.add_callback(ExportPushCallback(self.export))
+        self._prepare_teachers_and_evaluation(trainer_kwargs, stores)
+        self._loss_term_sums: dict[str, torch.Tensor] = {}
+        self._loss_term_steps = 0
+
+    def _student(self, model: nn.Module | None, args: FeedConfig, trainer_kwargs: dict[str, Any]) -> nn.Module:
+        """The student as given, from `model_init` (a probe; re-made at each train()) or built from the config, at
+        the one input size student=, model=, the teachers' probes and the export share (FeedConfig.input_size wins)."""
+        probe = None
+        if model is None and trainer_kwargs.get("model_init") is not None:
+            model = probe = probe_model_init(trainer_kwargs["model_init"])
+        self.fresh_students = FreshStudents(probe)
         if model is None:
             model = create_student(args, student_num_labels(args.num_labels, self.class_names, self.label_free))
-        student = model
-        bare_student = student.student if isinstance(student, FeedStudent) else student
-        # One resolution for student=, model=, the teachers' probes and the export (FeedConfig.input_size wins).
         first_size = pixel_values_size(trainer_kwargs.get("train_dataset"))
-        resolve_student_input_size(bare_student, args.input_size, first_size, "train_dataset's pixel_values", True)
-        sources = list(teachers) if teachers is not None else list(args.teachers)
+        resolve_student_input_size(_bare(model), args.input_size, first_size, "train_dataset's pixel_values", True)
+        return model
+
+    def _take_teachers(self, sources: list[nn.Module | str], student: nn.Module, args: FeedConfig) -> None:
+        """The teachers, frozen and fed to compare at the student's map size, and one β per teacher."""
         # As given (local paths included): what the output_dir checks compare; records use teacher_sources.
         self.teacher_specs = [s for s in sources if isinstance(s, str)]
         # Recorded (feed_config.json, results.json, messages): Hub ids and folder names, never a path of this machine.
         self.teacher_sources = [portable_teacher_source(s) for s in sources]
+        bare = _bare(student)
         tap = student.feature_tap if isinstance(student, FeedStudent) else None
-        tap = tap or FeatureTap(bare_student, args.student_feature_index, args.student_feature_module, role="student")
-        student_map_size = tuple(student_map_shape(bare_student, tap)[1:])
-        self.teachers = self._build_teachers(args, sources, bare_student, student_map_size)
+        tap = tap or FeatureTap(bare, args.student_feature_index, args.student_feature_module, role="student")
+        self.teachers = build_teachers(args, sources, bare, tuple(student_map_shape(bare, tap)[1:]))
         self.feed_betas = betas(args, len(self.teachers)) if self.teachers else []
+
+    def _connect(self, student: nn.Module, args: FeedConfig) -> FeedStudent:
+        """The FeedStudent: the student and one fresh connector per distilled teacher (none when every β is 0)."""
         if not isinstance(student, FeedStudent):
             distilled = self.teachers if any(self.feed_betas) else []
             student = build_feed_student(
                 student, distilled, args.student_feature_index, args.student_feature_module, **connector_options(args)
             )
-        check_labels_fit(self.class_names, student.student if isinstance(student, FeedStudent) else student)
-        check_student_has_classes(student.student if isinstance(student, FeedStudent) else student, labelled)
-        check_datasets(trainer_kwargs, getattr(bare_student, "num_classes", 0))  # not empty; labels < classes
+        return student
+
+    def _check_run(
+        self, student: FeedStudent, labelled: bool | None, args: FeedConfig, trainer_kwargs: dict[str, Any]
+    ) -> None:
+        """Labels, datasets, output_dir and a given optimizer checked; channels_last and the metrics set."""
+        check_labels_fit(self.class_names, _bare(student))
+        check_student_has_classes(_bare(student), labelled)
+        check_datasets(trainer_kwargs, getattr(_bare(student), "num_classes", 0))  # not empty; labels < classes
         if args.should_save:  # the writer rank; the others never write there
             check_output_dir(args.output_dir)
         if args.channels_last:
             student.to(memory_format=torch.channels_last)
         trainer_kwargs.setdefault("compute_metrics", None if self.label_free else top_k_accuracy)  # else eval_loss
         check_given_optimizer(trainer_kwargs, student)
+
+    def _key_rows_for_stores(self, args: FeedConfig, trainer_kwargs: dict[str, Any]) -> bool:
+        """Whether teacher outputs come from a store or cache; if so, the train set's rows carry their index."""
         stores = (args.cache_teacher_features or args.teacher_store) and bool(self.teachers)
         if stores and trainer_kwargs.get("train_dataset") is not None:
             if isinstance(trainer_kwargs["train_dataset"], IterableDataset):  # stores are keyed by row index
                 refuse_stream_teacher_outputs(args)
             trainer_kwargs["train_dataset"] = IndexedDataset(trainer_kwargs["train_dataset"])
-        super().__init__(model=student if self._model_init_probe is None else None, args=args, **trainer_kwargs)
-        self.add_callback(CheckpointMarkerCallback(self.run_signature()))
-        self.add_callback(ExportPushCallback(self.export))
-        self._prepare_teachers_and_evaluation(trainer_kwargs, stores)
-        self._loss_term_sums: dict[str, torch.Tensor] = {}
-        self._loss_term_steps = 0
-
-    def _read_labels(
-        self, args: FeedConfig, teachers: Sequence[Any] | None, class_names: Sequence[str] | None, train_dataset: Any
-    ) -> bool | None:
-        """The run's class names and whether its train set has labels (None: unknown); label-free runs checked."""
-        self.class_names = list(class_names) if class_names else _class_names(train_dataset)
-        labelled = True if self.class_names else dataset_has_labels(train_dataset)
-        self.label_free = labelled is False  # no label in the train set: Σβ·FEED alone (label_free.py)
-        if self.label_free:
-            check_label_free_setup(None, list(teachers if teachers is not None else args.teachers), args.kd_weight)
-        return labelled
+        return stores
 
     def _prepare_teachers_and_evaluation(self, trainer_kwargs: dict[str, Any], stores: bool) -> None:
         """After Trainer.__init__: label-free evaluation, the teachers placed by accelerate, their outputs cached."""
@@ -162,52 +178,12 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
             if trainer_kwargs.get("data_collator") is not None:
                 option = "teacher_store" if self.args.teacher_store else "cache_teacher_features"
                 check_collator_for_teacher_outputs(self.data_collator, self.train_dataset, option)
-            self.teacher_feature_cache = self._build_feature_cache()
-
-    @staticmethod
-    def _build_teachers(
-        args: FeedConfig, sources: list[nn.Module | str], student: nn.Module, student_map_size: tuple[int, int]
-    ) -> nn.ModuleList:
-        student_data_config = resolve_model_data_config(student)
-        frozen = []
-        for index, source in enumerate(sources):
-            module = source if isinstance(source, nn.Module) else load_teacher_model(source, args.teacher_allow_pickle)
-            feature_module = teacher_feature_module(args, index, len(sources))
-            frozen.append(
-                FrozenTeacher(
-                    module,
-                    student_data_config,
-                    feature_index=teacher_feature_index(args, index, len(sources)),
-                    feature_module=feature_module,
-                    name=f"teacher {index} ({source if isinstance(source, str) else type(source).__name__})",
-                    autocast_dtype=teacher_autocast_dtype(args),
-                    channels_last=args.channels_last,
-                    compile=args.compile_teachers,
-                    student_map_size=student_map_size,
-                    input_size=teacher_input_size(args, index, len(sources)),
-                )
-            )
-        check_kd_classes(frozen, getattr(student, "num_classes", None), args.kd_weight)
-        return nn.ModuleList(frozen).eval()
+            self.teacher_feature_cache = build_feature_cache(self)
 
     @property
     def student(self) -> nn.Module:
         """The bare student network (what is exported)."""
         return self.accelerator.unwrap_model(self.model).student
-
-    def _build_feature_cache(self) -> TeacherFeatureCache | TeacherStore:
-        if self.args.teacher_store:  # every rank builds its block, then maps the whole store
-            return open_store_for(self.args, self.teachers, self.train_dataset, self.accelerator.wait_for_everyone)
-        return TeacherFeatureCache.build(  # sharded like the store: each rank its block, then gathered
-            self.teachers,
-            self.train_dataset,
-            self.args.per_device_eval_batch_size,
-            self.args.device,
-            with_logits=self.args.kd_weight > 0,
-            rank=self.args.process_index,
-            world_size=self.args.world_size,
-            gather=self.accelerator.gather,
-        )
 
     def teacher_outputs(self, pixel_values: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Each teacher's feature map (and logits when KD is on), one teacher after another, no autograd."""
@@ -259,26 +235,9 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
             loss = loss + self.args.kd_weight * kd
             terms["loss/kd"] = kd
         if self.args.stop_on_nonfinite_loss:
-            self._stop_if_nonfinite(loss, terms)
+            check_finite_loss(loss, terms, self.state.global_step + 1, self.teacher_sources)
         self._accumulate_loss_terms(terms)
         return (loss, outputs) if return_outputs else loss
-
-    def _stop_if_nonfinite(self, loss: torch.Tensor, terms: dict[str, torch.Tensor]) -> None:
-        # One host sync per step (the Trainer's own logging_nan_inf_filter already makes one): raising
-        # here, before backward and the optimizer step, keeps NaN weights out of every checkpoint.
-        values = torch.stack([loss.detach().float(), *(t.detach().float() for t in terms.values())])
-        if bool(torch.isfinite(values).all()):
-            return
-        bad = [
-            _describe_term(name, self.teacher_sources)
-            for name, value in zip(terms, values[1:].tolist(), strict=True)
-            if not math.isfinite(value)
-        ]
-        raise FloatingPointError(
-            f"non-finite loss at step {self.state.global_step + 1}: {', '.join(bad) or 'loss'}; training stopped "
-            "before this step's update, so no checkpoint holds its weights. Lower learning_rate or feed_beta, "
-            "or check the data and the named teacher's checkpoint."
-        )
 
     def _accumulate_loss_terms(self, terms: dict[str, torch.Tensor]) -> None:
         # Detached device tensors, summed on device: no host sync until a logging step.
@@ -321,23 +280,11 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
             )
         return self.lr_scheduler
 
-    def run_signature(self) -> dict[str, Any]:
-        """What a checkpoint of this run records, so that resuming another kind of run is refused by name."""
-        feed_student = self.accelerator.unwrap_model(self.model) if hasattr(self, "accelerator") else self.model
-        return {
-            "student": feed_student.student.pretrained_cfg.get("architecture", type(feed_student.student).__name__),
-            "num_classes": getattr(feed_student.student, "num_classes", None),
-            "student_feature": [self.args.student_feature_index, self.args.student_feature_module],
-            "connector": connector_options(self.args),
-            "teachers": [teacher.name for teacher in self.teachers],
-            "teacher_feature_shapes": [list(teacher.feature_shape) for teacher in self.teachers],
-        }
-
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: nn.Module | None = None) -> None:
         # The Trainer loads a non-PreTrainedModel checkpoint with strict=False and only logs missing keys:
         # resuming with other connectors or another student would silently start half fresh. Refuse instead.
         shapes = {k: list(v.shape) for k, v in self.accelerator.unwrap_model(self.model).state_dict().items()}
-        check_resume_compatible(resume_from_checkpoint, self.run_signature(), shapes, self.args.teacher_allow_pickle)
+        check_resume_compatible(resume_from_checkpoint, self._run_signature(), shapes, self.args.teacher_allow_pickle)
         super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs: Any) -> Any:
@@ -351,24 +298,98 @@ class FeedTrainer(ModelInitMixin, StudentExportMixin, Trainer):
         if self.args.should_save:
             resuming = resume_from_checkpoint not in (None, False, "", "False", "false")
             check_export_target(export_dir, self.teacher_specs, self.args.overwrite_output_dir, resuming)
-        self.check_export_possible(export_dir)  # the export's folders and room, before the first step
-        self.log_run_summary()  # the student's input size and what each teacher is fed
+        self.exporter.check_export_possible(export_dir)  # the export's folders and room, before the first step
+        self.exporter.log_run_summary()  # the student's input size and what each teacher is fed
         output = super().train(resume_from_checkpoint, trial, **kwargs)
-        self.export_after_training(export_dir)  # a fallback folder, named, if output_dir fails after all
+        self.exporter.export_after_training(export_dir)  # a fallback folder, named, if output_dir fails after all
         return output
 
+    def _run_signature(self) -> dict[str, Any]:
+        """What a checkpoint of this run records, so that resuming another kind of run is refused by name."""
+        return run_signature(self.accelerator.unwrap_model(self.model), self.args, self.teachers)
 
-def _class_names(dataset: Any) -> list[str] | None:
-    features = getattr(dataset, "features", None) or {}
-    for column in ("labels", "label"):
-        names = getattr(features.get(column), "names", None)
-        if names:
-            return list(names)
-    return None
+    # -- the Trainer's methods whose work FEED's collaborators do -------------------------------------------
+
+    def call_model_init(self, trial: Any = None) -> nn.Module:
+        """A fresh student from `model_init` (once per train(), so per trial) with fresh connectors."""
+        searching = getattr(self, "hp_search_backend", None) is not None  # unset while Trainer.__init__ runs
+        student = super().call_model_init(trial)
+        return self.fresh_students.connect(student, self.teachers, self.feed_betas, self.args, searching)
+
+    def _hp_search_setup(self, trial: Any) -> None:
+        trial_betas = self.fresh_students.setup_trial(self, trial, super()._hp_search_setup)
+        if trial_betas is not None:
+            self.feed_betas = trial_betas
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """User calls export the bare student (`export`) and, with `push_to_hub`, push as `Trainer.save_model`
+        does; the Trainer's own checkpoints keep the whole FeedStudent."""
+        if _internal_call:
+            return super().save_model(output_dir, _internal_call=True)
+        self.export(output_dir)
+        if self.args.push_to_hub:
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        """The Trainer's checkpoint, written into the output folder's local store and linked as `checkpoint-N`
+        (`feed_hf.publishing.local_checkpoints`): resumable as ever, never taken by a plain upload of the folder."""
+        save_linked_checkpoint(self, lambda: super(FeedTrainer, self)._save_checkpoint(model, trial), trial)
+
+    def export(self, output_dir: str | None = None) -> None:
+        """The bare student, its record and card written to `output_dir` as a whole (`StudentExporter.export`)."""
+        self.exporter.export(output_dir)
+
+    def write_record(self, output_dir: str | None = None, failures: list[str] | None = None) -> list[str]:
+        """results.json + card of the export in `output_dir` from this trainer's state; `failures` + a failed card."""
+        return self.exporter.write_record(output_dir, failures)
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        """Trainer.evaluate; after this trainer exported (and outside training), the export's record and card are
+        rewritten with the metrics, so a save or push that follows carries them."""
+        metrics = super().evaluate(*args, **kwargs)
+        if self.exporter.exported_to is not None and not self.is_in_train:
+            self.write_record(self.exporter.exported_to)
+        return metrics
+
+    def create_model_card(
+        self,
+        language: str | list[str] | None = None,
+        license: str | None = None,  # noqa: A002 - Trainer.create_model_card's own name
+        tags: str | list[str] | None = None,
+        model_name: str | None = None,
+        finetuned_from: str | None = None,
+        tasks: str | list[str] | None = None,
+        dataset_tags: str | list[str] | None = None,
+        dataset: str | list[str] | None = None,
+        dataset_args: str | list[str] | None = None,
+    ) -> None:
+        """Trainer.create_model_card for FEED: the facts join the run's record and the FEED card of the export in
+        `output_dir` is rendered again with them. Without an export yet, they wait for the one training writes."""
+        self.hub.create_model_card({key: value for key, value in locals().items() if key in CARD_KEYWORDS})
+
+    def push_to_hub(
+        self,
+        commit_message: str | None = "End of training",
+        blocking: bool = True,
+        token: str | None = None,
+        revision: str | None = None,
+        private: bool | None = None,
+        **kwargs: Any,
+    ) -> CommitInfo | Future | None:
+        """Export the bare student to `output_dir` (if not already there) and push it to `args.hub_model_id`.
+
+        The repo gets `config.json` + `model.safetensors` (timm), `feed_config.json`, `results.json`, a
+        processing_class's files and the FEED card; connectors only with `push_connectors`. `kwargs` are
+        `create_model_card`'s (licence, tags, …): they are on the pushed card. `blocking=False` returns a
+        `Future` of the commit, as the Trainer does; pushes the Trainer made during training finish first.
+        """
+        return self.hub.push(commit_message, blocking, token, revision, private, kwargs)
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        # Trainer checkpoints hold the whole FeedStudent (connectors included) in a non-timm layout: never
+        # pushed. `hub_strategy="every_save"` pushes the exported student instead (feed_hf.training.hub_callbacks).
+        return
 
 
-def _describe_term(name: str, teacher_sources: list[str]) -> str:
-    if name.startswith("feed/loss_t"):
-        index = int(name.removeprefix("feed/loss_t"))
-        return f"{name} (teacher {index}: {teacher_sources[index]})"
-    return name
+def _bare(student: nn.Module) -> nn.Module:
+    return student.student if isinstance(student, FeedStudent) else student

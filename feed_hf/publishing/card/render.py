@@ -11,10 +11,10 @@ from typing import Any
 from huggingface_hub import ModelCard, constants
 from transformers.modelcard import make_markdown_table, parse_log_history
 
-from .card_metadata import card_metadata, dataset_label, pipeline_tag
-from .export import write_export_file
-from .files import CARD_NAME, FEED_CONFIG_NAME, MODEL_CONFIG_NAME, RESULTS_NAME
-from .portable import portable_dataset, portable_teacher_source
+from ..export import write_export_file
+from ..files import CARD_NAME, FEED_CONFIG_NAME, MODEL_CONFIG_NAME, RESULTS_NAME
+from ..portable import portable_dataset, portable_teacher_source
+from .metadata import card_metadata, dataset_label, pipeline_tag
 
 __all__ = [
     "CARD_TEMPLATE",
@@ -28,7 +28,7 @@ __all__ = [
     "write_model_card_from_results",
 ]
 
-CARD_TEMPLATE = resources.files("feed_hf.publishing") / "templates" / "model_card.md"
+CARD_TEMPLATE = resources.files("feed_hf.publishing.card") / "templates" / "model_card.md"
 # transformers' column names for the metrics feed-hf logs (parse_log_history capitalises the rest).
 _COLUMN_NAMES = {"Top1": "Top-1 (%)", "Top5": "Top-5 (%)"}
 _TIMINGS = {"eval_runtime", "eval_samples_per_second", "eval_steps_per_second", "eval_model_preparation_time"}

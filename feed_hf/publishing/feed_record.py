@@ -1,81 +1,28 @@
-"""What a run records beside its model: the FEED settings as resolved, the teachers' facts, and where it ran."""
+"""What `feed_config.json` records beside the model: the FEED settings as resolved and each teacher's facts, and
+the summary of them a run logs before its first step. The run's results (results.json) are run_record.py's."""
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import platform
-import subprocess
-from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any
 
 import timm
-import torch
 from timm.data import resolve_model_data_config
 from torch import nn
 
 from ..training.config.readouts import feed_settings
 from ..training.resolution import RESOLUTION_ATTRIBUTE
-from .files import RESULTS_NAME
 from .portable import PASSED_IN, portable_feed_config
 
 __all__ = [
-    "code_version",
     "describe_teacher",
     "feed_settings_record",
-    "hardware_description",
     "is_passed_in",
-    "library_versions",
-    "recorded_teacher_top1",
     "run_summary",
     "student_input_size",
 ]
 
 logger = logging.getLogger(__name__)
-
-_LIBRARIES = ("feed-hf", "torch", "torchvision", "timm", "transformers", "accelerate", "datasets", "huggingface-hub")
-
-
-def library_versions() -> dict[str, str]:
-    versions = {}
-    for name in _LIBRARIES:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = "not installed"
-    versions["python"] = platform.python_version()
-    return versions
-
-
-def hardware_description() -> str:
-    if torch.cuda.is_available():
-        return f"{torch.cuda.device_count()}× {torch.cuda.get_device_name(0)}"
-    return f"CPU: {_cpu_model()}, {torch.get_num_threads()} threads"
-
-
-def _cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def code_version() -> str:
-    """`git describe` of the feed-hf source tree when run from a checkout, else the package version."""
-    source_dir = Path(__file__).resolve().parent
-    try:
-        described = subprocess.run(
-            ["git", "describe", "--always", "--dirty"], cwd=source_dir, capture_output=True, text=True, timeout=5
-        )
-        if described.returncode == 0 and described.stdout.strip():
-            return described.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return library_versions()["feed-hf"]
 
 
 def feed_settings_record(
@@ -183,29 +130,3 @@ def _hw(size: list[int]) -> str:
 
 def _architecture(model: nn.Module) -> str:
     return (getattr(model, "pretrained_cfg", None) or {}).get("architecture") or type(model).__name__
-
-
-def recorded_teacher_top1(spec: str) -> float | None:
-    """A local teacher's measured top-1, from the results.json feed-hf wrote beside its export (or beside the
-    NAME=CHECKPOINT file). An optional fact: unreadable or malformed, it is logged and recorded as unknown."""
-    if spec.startswith("hf-hub:"):
-        return None
-    location = spec.removeprefix("local-dir:")
-    _, separator, checkpoint = location.partition("=")
-    folder = Path(checkpoint).parent if separator and not Path(location).is_dir() else Path(location)
-    results_file = folder / RESULTS_NAME
-    if not results_file.is_file():
-        return None
-    try:
-        recorded = json.loads(results_file.read_text(encoding="utf-8"))
-        top1 = (recorded.get("metrics") or {}).get("eval_top1")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError) as error:
-        top1, reason = "?", f"{type(error).__name__}: {error}"
-    else:
-        reason = f"its eval_top1 is {top1!r}, not a number"
-    if top1 is None:  # a teacher that was never evaluated
-        return None
-    if isinstance(top1, (int, float)) and not isinstance(top1, bool) and math.isfinite(top1):
-        return float(top1)
-    logger.warning("teacher top-1 recorded as unknown: %s is malformed (%s)", results_file, reason)
-    return None

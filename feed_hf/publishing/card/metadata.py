@@ -14,7 +14,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, hf_hub_download
 
-from .files import CARD_NAME
+from ..files import CARD_NAME
 
 __all__ = ["card_metadata", "dataset_label", "hub_teachers", "model_tags", "pipeline_tag", "teacher_license"]
 
