@@ -37,29 +37,27 @@ class _Images(torch.utils.data.Dataset):
         return {"pixel_values": self.pixels[index], "labels": self.labels[index]}
 
 
+def _teacher(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return timm.create_model("resnet8_cifar", num_classes=5)
+
+
 def logged_losses(output_dir: str) -> list[dict[str, object]]:
-    """The loss entries of the trainer's log history of the tiny pFEED+KD run, each term as float and hex."""
+    """The loss entries of the trainer's log history of the tiny pFEED+KD run, each term as float and hex
+    (on one thread, so that every reduction runs in one order; the caller's thread count is restored)."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    teachers = []
-    for seed in (1, 2):
-        torch.manual_seed(seed)
-        teachers.append(timm.create_model("resnet8_cifar", num_classes=5))
-    config = FeedConfig(
-        output_dir=output_dir,
-        student="resnet8_cifar",
-        num_labels=5,
-        per_device_train_batch_size=16,
-        max_steps=6,
-        learning_rate=0.05,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        disable_tqdm=True,
-        seed=0,
-        dataloader_num_workers=0,
-        kd_weight=1.0,
-    )
+    try:
+        return _run(output_dir)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(output_dir: str) -> list[dict[str, object]]:
+    teachers = [_teacher(seed) for seed in (1, 2)]
+    run = dict(output_dir=output_dir, student="resnet8_cifar", num_labels=5, max_steps=6, kd_weight=1.0, seed=0)
+    quiet = dict(save_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True, dataloader_num_workers=0)
+    config = FeedConfig(**run, **quiet, per_device_train_batch_size=16, learning_rate=0.05, logging_steps=1)
     trainer = FeedTrainer(teachers=teachers, args=config, train_dataset=_Images(64, 5, 0))
     trainer.train()
     entries = []

@@ -74,7 +74,7 @@ def portable_teacher_source(source: Any) -> str:
     name, separator, checkpoint = source.partition("=")
     if separator and not _is_local_path(name):
         return f"{name}={portable_folder(checkpoint) or ''}"
-    # A plain folder (teachers.py loads an existing folder before it tries a timm name).
+    # A plain folder (teachers/frozen.py loads an existing folder before it tries a timm name).
     local = _is_local_path(source) or os.path.isdir(source)
     return (portable_folder(source) or source) if local else source
 

@@ -4,24 +4,24 @@ Why this design (docs/performance.md, "Teacher store", has the measurements):
 
 - **Work done once.** For each image, K draws of (crop top, crop left, flip) are made as `random_crop_flip` makes
   them (FKD, Shen & Xing, ECCV 2022, for logits; here for feature maps) and every teacher's map of each view is
-  stored with them (`store_build.py`). Training draws one of the K views per image per epoch and applies exactly
+  stored with them (`build.py`). Training draws one of the K views per image per epoch and applies exactly
   that crop/flip to the student's input (`replay_crop_flip`). K = 1 without augmentation is the in-memory cache's
   behaviour.
-- **Safetensors shards, memory-mapped** (`store_files.py`), not Arrow: a step gathers 128 random rows of
+- **Safetensors shards, memory-mapped** (`files.py`), not Arrow: a step gathers 128 random rows of
   `[C, H, W]` maps; from a mapped file that is one indexed copy per teacher, where `datasets` would convert rows
   through Arrow/NumPy one by one. Each rank writes its own shard with no coordination, the files carry no
   pickle, and `safetensors.torch.load_file` reads them.
 - **bf16 by default**, the loss still in fp32 (`losses.normalize_feature_map` upcasts): half the bytes of fp32;
   the Eq. 2 distance it changes is measured in docs/performance.md.
-- **Keyed, refused when stale.** The folder is `<root>/<fingerprint>`, the fingerprint of `store_key` (teacher
+- **Keyed, refused when stale.** The folder is `<root>/<fingerprint>`, the fingerprint of `key.py` (teacher
   weights by digest, feature selection, map shape, preprocessing, data, K, augmentation, seed, dtype). Opening
   compares the manifest's key with this run's, field by field, and refuses any difference (`StaleTeacherStoreError`).
 - **Verified, not trusted.** Every row's checksum is written at build and a sample of them (all, on request) is
-  checked at every opening (`store_integrity.py`): a truncated, edited or shuffled store is refused, never used.
+  checked at every opening (`integrity.py`): a truncated, edited or shuffled store is refused, never used.
 - **Bounded, and clean when it fails.** The views are bounded by the crops the augmentation can draw and the size
-  is checked against the disk before any teacher forward (`store_limits.py`); the shard is reserved on disk before
+  is checked against the disk before any teacher forward (`limits.py`); the shard is reserved on disk before
   it is filled, so a full disk is an error, not SIGBUS; a failed build removes its `.building` folder; one builder
-  at a time (`store_lock.py`), the others wait and reuse its store.
+  at a time (`lock.py`), the others wait and reuse its store.
 - **Shared across ranks and runs.** Under DDP rank r computes the views of its contiguous block of images only, a
   barrier waits for every shard, the main process writes the manifest (the completion marker) and renames the
   folder into place, and every rank maps every shard. Another run, a β sweep, an experiment grid or an sFEED

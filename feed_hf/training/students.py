@@ -7,7 +7,7 @@
 - `hf-hub:ns/name[@revision]`: a timm-format Hub repo, pinned to the commit it resolves to.
 - `local-dir:PATH`, or a plain `PATH` to a folder holding `config.json` (e.g. a folder exported by feed-hf).
 
-Weights go through the teachers' loaders (`teacher_sources.py`): safetensors whenever present, a pickle only with
+Weights go through the teachers' loaders (`teachers/sources.py`): safetensors whenever present, a pickle only with
 `teacher_allow_pickle` (it covers the student too), and every weights file is checked against the architecture on
 the meta device first. The classifier of a pretrained student is always re-initialised for the run's classes
 (`reset_classifier`): the source's head answered another question.
