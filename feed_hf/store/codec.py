@@ -55,7 +55,7 @@ __all__ = [
 
 CodeDtype = Literal["int8", "float8_e4m3fn"]
 CodecRotation = Literal["pca", "phi_s"]
-_FORMAT = "feed_hf.store.codec/1"
+_FORMAT = "feed_hf.feature_codec/1"  # a file format name, kept when the module moved (issue 20)
 _FP8_MAX = 448.0  # torch.finfo(torch.float8_e4m3fn).max
 _STORED_DTYPES = {"int8": torch.uint8, "float8_e4m3fn": torch.float8_e4m3fn}
 
