@@ -142,7 +142,7 @@ def test_push_failures_are_explained_and_leave_the_export_intact(loopback_hub, p
     assert _digest(root / "student") == before
 
     script = (
-        "from feed_hf.hub import push_export\n"
+        "from feed_hf.publishing.hub import push_export\n"
         f"push_export({str(root / 'student')!r}, 'tester/feed-student', token={HUB_TOKEN!r})\n"
     )
     env = dict(
