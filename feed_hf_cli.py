@@ -39,7 +39,9 @@ __all__ = [
     "cached_help",
     "help_cache_dir",
     "help_spec_path",
+    "command_help",
     "main",
+    "run_command",
     "run_recipe",
     "shipped_help",
     "version_line",
@@ -51,7 +53,7 @@ _PACKAGE = Path(importlib.util.find_spec("feed_hf").submodule_search_locations[0
 HELP_SPEC_FORMAT = 1  # the layout of cli_help.json (feed_hf.runs.help_spec writes it)
 
 
-_DATA, _FEED = "feed_hf.data:DataArguments", "feed_hf.config:FeedConfig"
+_DATA, _FEED = "feed_hf.data.loading:DataArguments", "feed_hf.training.config.feed_config:FeedConfig"
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ COMMANDS: dict[str, Command] = {
     ),
     "sequential": Command(
         "feed_hf.runs.jobs:run_sequential_generations",
-        (_DATA, _FEED, "feed_hf.sequential:SequentialArguments"),
+        (_DATA, _FEED, "feed_hf.training.sequential:SequentialArguments"),
         "Sequential FEED: generations, each taught by the one before; resumable.",
         "feed-hf sequential --student resnet20_cifar --num_generations 3 --output_dir runs/s",
     ),
@@ -116,13 +118,13 @@ COMMANDS: dict[str, Command] = {
     ),
     "push": Command(
         "feed_hf.runs.commands:push",
-        ("feed_hf.hub:PushArguments",),
+        ("feed_hf.publishing.hub:PushArguments",),
         "Push an exported folder to the Hub (timm model, FEED config, card; no connectors).",
         "feed-hf push --export_dir runs/pfeed --repo_id you/resnet20-feed",
     ),
     "card": Command(
         "feed_hf.runs.commands:card",
-        ("feed_hf.model_card:CardArguments",),
+        ("feed_hf.publishing.card.render:CardArguments",),
         "Render README.md (model card) of an exported folder from its results.json.",
         "feed-hf card --export_dir runs/pfeed --repo_id you/resnet20-feed",
     ),
@@ -175,7 +177,19 @@ def main(argv: list[str] | None = None) -> None:
     if argv[1:] in (["-h"], ["--help"]):  # with a config file too, the defaults shown come from it: not shipped
         print(command_help_text(argv[0]), end="")
         return
-    _runner().report_user_errors(_runner().run_command, argv[0], argv[1:])
+    _runner().report_user_errors(run_command, argv[0], argv[1:])
+
+
+def run_command(name: str, argv: list[str] | None = None) -> Any:
+    """Parse `argv` into command `name`'s dataclasses and run it; returns the workflow's result."""
+    if name not in COMMANDS:
+        raise ValueError(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
+    return _runner().run_command(COMMANDS[name], name, argv)
+
+
+def command_help(name: str) -> str:
+    """The `--help` text of command `name`, exactly as its parser prints it (built by the real parser)."""
+    return _runner().command_help(COMMANDS[name], name)
 
 
 def run_recipe(command: str, argv: list[str] | None = None) -> Any:
@@ -184,15 +198,16 @@ def run_recipe(command: str, argv: list[str] | None = None) -> Any:
     if argv in (["-h"], ["--help"]):
         print(command_help_text(command), end="")
         return None
-    return _runner().run_command(command, argv)
+    return run_command(command, argv)
 
 
 def command_help_text(command: str) -> str:
     """`command`'s `--help` text: from the shipped data, else built by the real parser and cached."""
-    return shipped_help(command) or cached_help(command, lambda: _runner().command_help(command))
+    return shipped_help(command) or cached_help(command, lambda: command_help(command))
 
 
 def _runner() -> Any:
+    """The runner (`feed_hf/runs/commands.py`): imported when a command runs; it never imports this module back."""
     return importlib.import_module("feed_hf.runs.commands")
 
 

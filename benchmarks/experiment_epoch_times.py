@@ -22,9 +22,9 @@ from pathlib import Path
 import datasets
 
 from feed_hf.runs.arguments import parse_arguments
-from feed_hf.runs.commands import COMMANDS
 from feed_hf.runs.experiment import grid_splits, method_overrides, paired_method_config
-from feed_hf.training import train_model
+from feed_hf.training.train_model import train_model
+from feed_hf_cli import COMMANDS
 
 
 def _timed(data_args, config, splits, task) -> dict[str, float]:

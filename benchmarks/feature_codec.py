@@ -1,4 +1,4 @@
-"""Bytes per map and Eq. 2 error of the compressed teacher-map code (feed_hf/feature_codec.py) against bf16 and fp32.
+"""Bytes per map and Eq. 2 error of the compressed teacher-map code (feed_hf/store/codec.py) against bf16 and fp32.
 
     python benchmarks/feature_codec.py                         # CPU defaults (a few minutes on 2 cores)
     python benchmarks/feature_codec.py --train_steps 0         # random-weight teachers only (seconds)
@@ -28,9 +28,9 @@ from torch.nn import functional as F
 from transformers import HfArgumentParser
 
 import feed_hf  # noqa: F401  (registers the CIFAR models)
-from feed_hf.feature_codec import decode_maps, encode_maps, fit_feature_codec
-from feed_hf.losses import normalize_feature_map
-from feed_hf.record import hardware_description, library_versions
+from feed_hf.method.losses import normalize_feature_map
+from feed_hf.publishing.run_record import hardware_description, library_versions
+from feed_hf.store.codec import decode_maps, encode_maps, fit_feature_codec
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg"
 

@@ -12,7 +12,7 @@ were about: both teachers 11-12 (balanced or not), ViT alone 8, CNN alone 3, CE 
 8 (ViT at 64 px), a backbone evaluation 2 per 1,000 images. Per seed ~80 min of student runs; teachers ~30 min;
 20 backbone evaluations ~10 min. Each run's wall time is recorded in the report's JSON (`seconds`, `eval_seconds`).
 
-Rows of the CIFAR-10 training split, disjoint by construction (`datasets` slices, feed_hf.split_slices):
+Rows of the CIFAR-10 training split, disjoint by construction (`datasets` slices, feed_hf.data.split_slices):
   teachers      train[0 : T]            with labels: both teachers, CE;
   students      train[T : T+U]          label-free arms see the images only (label_column none); the CE arm the
                                         same images with their labels;
@@ -51,8 +51,8 @@ from label_free_matched import _argv as train_argv  # a sibling script: `python 
 from label_free_matched import check_matched  # refuses arms (of one seed) of unequal steps or image passes
 from transformers import HfArgumentParser
 
-from feed_hf.runs.commands import run_command
 from feed_hf.runs.statistics import mean_std, paired_comparison
+from feed_hf_cli import run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 BOTH, CNN_ALONE, VIT_ALONE, CE = "both, no balancing", "CNN teacher alone", "ViT teacher alone", "CE (labels)"

@@ -10,7 +10,7 @@ the same batch size and the image counts are multiples of it, the same number of
 and equal passes at once (each run's results.json `compute` records both; the report prints them and refuses to
 write a comparison whose arms differ).
 
-Rows of the CIFAR-10 training split, disjoint by construction (`--train_split 'train[a:b]'`, feed_hf.split_slices):
+Rows of the CIFAR-10 training split, disjoint by construction (`--train_split 'train[a:b]'`, feed_hf.data.split_slices):
   teachers      train[0 : T]            with labels (two ResNet-14s): they never see the students' labelled rows;
   labelled      train[T : T+L]          the only labels any student sees;
   unlabelled    train[T+L : T+L+U]      images only (label_column none), outside both sets above.
@@ -32,8 +32,8 @@ from pathlib import Path
 
 from transformers import HfArgumentParser
 
-from feed_hf.runs.commands import run_command
 from feed_hf.runs.statistics import mean_std, paired_comparison
+from feed_hf_cli import run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = str(ROOT / "recipes" / "configs" / "cifar10_label_free_few_labels.yaml")

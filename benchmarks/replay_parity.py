@@ -24,8 +24,8 @@ import torch
 from teacher_store_epoch import cifar_tensors, make_trainer
 from transformers import HfArgumentParser
 
-from feed_hf.record import library_versions
-from feed_hf.teachers import load_teacher_model
+from feed_hf.publishing.run_record import library_versions
+from feed_hf.teachers.frozen import load_teacher_model
 
 
 @dataclass

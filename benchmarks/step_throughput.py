@@ -38,10 +38,10 @@ from transformers import HfArgumentParser
 
 import feed_hf  # noqa: F401  (registers the CIFAR models)
 from feed_hf import FeedConfig, FeedTrainer
-from feed_hf.connectors import FeedConnector
-from feed_hf.losses import feed_distance
-from feed_hf.record import hardware_description, library_versions
-from feed_hf.teachers import FrozenTeacher
+from feed_hf.method.connectors import FeedConnector
+from feed_hf.method.losses import feed_distance
+from feed_hf.publishing.run_record import hardware_description, library_versions
+from feed_hf.teachers.frozen import FrozenTeacher
 
 MODES = ("ce", "teacher", "frozen", "connectors", "hand_feed", "trainer", "cached")
 BETA = 500.0

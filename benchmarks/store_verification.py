@@ -30,9 +30,9 @@ from transformers import HfArgumentParser
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from teacher_store_epoch import cifar_tensors, make_trainer  # noqa: E402
 
-from feed_hf.record import hardware_description, library_versions  # noqa: E402
-from feed_hf.store_integrity import read_manifest  # noqa: E402
-from feed_hf.teacher_store import MANIFEST, TeacherStore  # noqa: E402
+from feed_hf.publishing.run_record import hardware_description, library_versions  # noqa: E402
+from feed_hf.store.integrity import read_manifest  # noqa: E402
+from feed_hf.store.reader import MANIFEST, TeacherStore  # noqa: E402
 
 
 @dataclass

@@ -28,9 +28,9 @@ from transformers import HfArgumentParser
 
 import feed_hf  # noqa: F401  (registers the CIFAR models)
 from feed_hf import FeedConfig, FeedTrainer
-from feed_hf.losses import normalize_feature_map
-from feed_hf.record import hardware_description, library_versions
-from feed_hf.teacher_store import TeacherStore
+from feed_hf.method.losses import normalize_feature_map
+from feed_hf.publishing.run_record import hardware_description, library_versions
+from feed_hf.store.reader import TeacherStore
 
 CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg"
 

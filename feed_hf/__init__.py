@@ -20,26 +20,26 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 # public name -> the module that defines it
 _LAZY_EXPORTS = {
-    "FeedConfig": "config",
-    "FeedConnector": "connectors",
-    "DataArguments": "data",
-    "load_image_splits": "data",
-    "export_student": "export",
-    "FeatureTap": "features",
-    "ensemble_kd_loss": "losses",
-    "feed_distance": "losses",
-    "feed_loss": "losses",
-    "to_pixel_values": "pixel_values",
-    "FeedStudent": "modeling",
-    "FeedStudentOutput": "modeling",
-    "build_feed_student": "modeling",
-    "create_student": "students",
-    "FrozenTeacher": "teachers",
-    "load_teacher_model": "teachers",
-    "FeedTrainer": "trainer",
-    "train_model": "training",
-    "SequentialArguments": "sequential",
-    "run_sequential": "sequential",
+    "FeedConfig": "training.config.feed_config",
+    "FeedConnector": "method.connectors",
+    "DataArguments": "data.loading",
+    "load_image_splits": "data.loading",
+    "export_student": "publishing.export",
+    "FeatureTap": "method.features",
+    "ensemble_kd_loss": "method.losses",
+    "feed_distance": "method.losses",
+    "feed_loss": "method.losses",
+    "to_pixel_values": "data.pixel_values",
+    "FeedStudent": "method.modeling",
+    "FeedStudentOutput": "method.modeling",
+    "build_feed_student": "method.modeling",
+    "create_student": "training.students",
+    "FrozenTeacher": "teachers.frozen",
+    "load_teacher_model": "teachers.frozen",
+    "FeedTrainer": "training.trainer",
+    "train_model": "training.train_model",
+    "SequentialArguments": "training.sequential",
+    "run_sequential": "training.sequential",
 }
 
 __all__ = [  # the lazy exports above, plus what is imported eagerly
@@ -68,19 +68,19 @@ __all__ = [  # the lazy exports above, plus what is imported eagerly
 ]
 
 if TYPE_CHECKING:  # what static tools and IDEs see
-    from .config import FeedConfig
-    from .connectors import FeedConnector
-    from .data import DataArguments, load_image_splits
-    from .export import export_student
-    from .features import FeatureTap
-    from .losses import ensemble_kd_loss, feed_distance, feed_loss
-    from .modeling import FeedStudent, FeedStudentOutput, build_feed_student
-    from .pixel_values import to_pixel_values
-    from .sequential import SequentialArguments, run_sequential
-    from .students import create_student
-    from .teachers import FrozenTeacher, load_teacher_model
-    from .trainer import FeedTrainer
-    from .training import train_model
+    from .data.loading import DataArguments, load_image_splits
+    from .data.pixel_values import to_pixel_values
+    from .method.connectors import FeedConnector
+    from .method.features import FeatureTap
+    from .method.losses import ensemble_kd_loss, feed_distance, feed_loss
+    from .method.modeling import FeedStudent, FeedStudentOutput, build_feed_student
+    from .publishing.export import export_student
+    from .teachers.frozen import FrozenTeacher, load_teacher_model
+    from .training.config.feed_config import FeedConfig
+    from .training.sequential import SequentialArguments, run_sequential
+    from .training.students import create_student
+    from .training.train_model import train_model
+    from .training.trainer import FeedTrainer
 
 
 def __getattr__(name: str) -> Any:

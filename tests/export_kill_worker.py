@@ -13,7 +13,7 @@ import timm
 import torch
 
 import feed_hf  # noqa: F401  (registers resnet8_cifar)
-from feed_hf.export import export_student
+from feed_hf.publishing.export import export_student
 
 
 def reference_models() -> dict[str, torch.nn.Module]:

@@ -23,8 +23,8 @@ from timm.data import resolve_model_data_config
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import SyntheticImages  # noqa: E402
 
-from feed_hf.teacher_store import StoreSettings, open_or_build_store  # noqa: E402
-from feed_hf.teachers import FrozenTeacher  # noqa: E402
+from feed_hf.store.reader import StoreSettings, open_or_build_store  # noqa: E402
+from feed_hf.teachers.frozen import FrozenTeacher  # noqa: E402
 
 FORWARDS = [0]
 

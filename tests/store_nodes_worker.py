@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from feed_hf.store_nodes import check_shared_store
+from feed_hf.store.nodes import check_shared_store
 
 
 def main(rank: str, port: str, cases: str) -> None:

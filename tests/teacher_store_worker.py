@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import SyntheticImages, make_feed_config  # noqa: E402
 
 from feed_hf import FeedTrainer  # noqa: E402
-from feed_hf.teachers import FrozenTeacher  # noqa: E402
+from feed_hf.teachers.frozen import FrozenTeacher  # noqa: E402
 
 FORWARDS: collections.Counter = collections.Counter()
 _original_forward = FrozenTeacher.forward

@@ -10,11 +10,11 @@ import torch
 from torch.nn import functional as F
 
 from feed_hf import FeedConfig, FeedTrainer
-from feed_hf.agglomeration import teacher_summary
-from feed_hf.balancing import balance_features
-from feed_hf.label_free import cross_entropy_term
-from feed_hf.losses import feed_distance, feed_loss
-from feed_hf.summary_features import SummaryConnector
+from feed_hf.method.balancing import balance_features
+from feed_hf.method.losses import feed_distance, feed_loss
+from feed_hf.method.summary_features import SummaryConnector
+from feed_hf.training.agglomeration import teacher_summary
+from feed_hf.training.label_free import cross_entropy_term
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

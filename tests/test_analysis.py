@@ -4,7 +4,7 @@ import shutil
 import pytest
 from recipe_helpers import load_recipe, tiny_argv
 
-from feed_hf.export import export_file
+from feed_hf.publishing.export import export_file
 from feed_hf.runs.analysis import AnalysisArguments, load_feed_run, run_analysis
 
 
@@ -53,7 +53,7 @@ def test_analyze_reads_weights_under_the_pickle_policy_and_names_a_truncated_con
     import safetensors.torch
     import torch
 
-    from feed_hf.runs.commands import main
+    from feed_hf_cli import main
 
     run_dir, _ = feed_run
     copy = tmp_path / "run"

@@ -9,11 +9,12 @@ from conftest import HUB_TOKEN
 from huggingface_hub import HfApi
 
 from feed_hf import FeedTrainer
-from feed_hf.export import FEED_CONFIG_NAME
-from feed_hf.features import FeatureTap, probe_feature_shape
+from feed_hf.method.features import FeatureTap, probe_feature_shape
+from feed_hf.publishing.export import FEED_CONFIG_NAME
 from feed_hf.runs.analysis import load_feed_run
-from feed_hf.teacher_kwargs import split_model_kwargs
-from feed_hf.teachers import FrozenTeacher, TeacherSourceError, fixed_input_size, load_teacher_model
+from feed_hf.teachers.frozen import FrozenTeacher, TeacherSourceError, fixed_input_size, load_teacher_model
+from feed_hf.teachers.spec_kwargs import split_model_kwargs
+from feed_hf.training.config.readouts import teacher_input_size
 
 STUDENT_32 = {"input_size": (3, 32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}
 STUDENT_64 = {**STUDENT_32, "input_size": (3, 64, 64)}
@@ -142,7 +143,7 @@ def test_teacher_input_sizes_is_checked_in_the_config(tmp_path, feed_config_fact
     with pytest.raises(ValueError, match=r"teacher_input_sizes has 2 values for 3 teachers"):
         feed_config_factory(tmp_path, teachers=["a", "b", "c"], teacher_input_sizes=[0, 64])
     config = feed_config_factory(tmp_path, teachers=["a", "b"], teacher_input_sizes=[224])
-    assert [config.teacher_input_size(i, 2) for i in range(2)] == [224, 224]
+    assert [teacher_input_size(config, i, 2) for i in range(2)] == [224, 224]
 
 
 def test_spec_keyword_arguments_are_parsed():

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from feed_hf.config import FeedConfig
-from feed_hf.data import DataArguments
+from feed_hf.data.loading import DataArguments
 from feed_hf.runs.arguments import parse_arguments
 from feed_hf.runs.jobs import BaselineArguments, TeacherArguments
-from feed_hf.sequential import SequentialArguments
+from feed_hf.training.config.feed_config import FeedConfig
+from feed_hf.training.sequential import SequentialArguments
 
 ROOT = Path(__file__).resolve().parent.parent
 TYPES = (DataArguments, FeedConfig)

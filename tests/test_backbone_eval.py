@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from feed_hf.backbone_eval import PreLogits, evaluate_backbone, extract_features, knn_top1, linear_probe_top1
+from feed_hf.evaluation.backbone_eval import PreLogits, evaluate_backbone, extract_features, knn_top1, linear_probe_top1
 
 
 def _clusters(num_classes: int, per_class: int, dim: int = 16, noise: float = 0.05, seed: int = 0):

@@ -12,7 +12,7 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 from feed_hf import FeedTrainer
-from feed_hf.runs.commands import main, run_command
+from feed_hf_cli import main, run_command
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from feed_hf.balancing import (
+from feed_hf.method.balancing import (
     FeatureBalance,
     balance_features,
     fit_balance,
@@ -12,8 +12,8 @@ from feed_hf.balancing import (
     save_balances,
     unbalance_features,
 )
-from feed_hf.feature_moments import ChannelMoments, channel_vectors
-from feed_hf.isotropic_rotation import equal_diagonal_rotation, hadamard_matrix, isotropic_rotation
+from feed_hf.method.feature_moments import ChannelMoments, channel_vectors
+from feed_hf.method.isotropic_rotation import equal_diagonal_rotation, hadamard_matrix, isotropic_rotation
 
 
 def _teacher_maps(channels: int, seed: int = 0, batches: int = 3) -> list[torch.Tensor]:

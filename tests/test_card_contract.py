@@ -15,8 +15,8 @@ from test_card_metadata import markdown_rows
 from transformers import TrainerCallback, ViTImageProcessor
 
 from feed_hf import FeedTrainer
-from feed_hf.metrics import top_k_from_logits
-from feed_hf.trainer_hub import CARD_KEYWORDS
+from feed_hf.evaluation.metrics import top_k_from_logits
+from feed_hf.publishing.trainer_hub import CARD_KEYWORDS
 
 
 def _balanced_accuracy(eval_prediction) -> dict[str, float]:

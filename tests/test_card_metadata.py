@@ -16,7 +16,7 @@ from conftest import HUB_TOKEN, SyntheticImages, make_feed_config
 from huggingface_hub import ModelCard
 
 from feed_hf import FeedTrainer
-from feed_hf.provenance import resolve_license
+from feed_hf.publishing.provenance import resolve_license
 
 _CLASSES = [f"c{i}" for i in range(5)]
 

@@ -18,8 +18,8 @@ from timm.models import save_for_hf
 
 import feed_hf_cli
 from feed_hf.runs.arguments import DATA_GROUP, FEED_GROUP, TRAINER_GROUP
-from feed_hf.runs.commands import COMMANDS, command_help, main, run_command
 from feed_hf.runs.jobs import teacher_architecture
+from feed_hf_cli import COMMANDS, command_help, main, run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 TRAINING_COMMANDS = ("parallel", "teachers", "sequential", "baselines", "experiment")
@@ -45,7 +45,7 @@ def test_help_shows_feed_and_data_options_before_the_trainer_options(name, monke
 def _help_in_a_fresh_process(name: str, cache: Path) -> tuple[str, bool]:
     """`feed-hf NAME --help` in a new interpreter: its text, and whether transformers got imported."""
     code = (
-        "import sys\nfrom feed_hf.runs.commands import main\n"
+        "import sys\nfrom feed_hf_cli import main\n"
         f"main([{name!r}, '--help'])\nprint('transformers imported:', 'transformers' in sys.modules)"
     )
     env = dict(os.environ, XDG_CACHE_HOME=str(cache), COLUMNS="120")

@@ -9,10 +9,10 @@ import re
 import pytest
 from recipe_helpers import tiny_argv
 
-from feed_hf.config import FeedConfig
-from feed_hf.data import DataArguments
+from feed_hf.data.loading import DataArguments
 from feed_hf.runs.arguments import parse_arguments
-from feed_hf.runs.commands import main, run_command
+from feed_hf.training.config.feed_config import FeedConfig
+from feed_hf_cli import main, run_command
 
 TYPES = (DataArguments, FeedConfig)
 

@@ -3,6 +3,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from feed_hf import FeedConfig
+from feed_hf.training.config.readouts import betas, connector_options
 
 
 def _config(tmp_path, **fields):
@@ -11,10 +12,10 @@ def _config(tmp_path, **fields):
 
 def test_defaults_are_the_paper_loss(tmp_path):
     config = _config(tmp_path, teachers=["a", "b"])
-    assert config.betas(2) == [500.0, 500.0]
+    assert betas(config, 2) == [500.0, 500.0]
     assert config.feed_p == 1 and config.feed_reduction == "mean" and config.kd_weight == 0
     assert config.remove_unused_columns is False
-    assert config.connector_options() == {
+    assert connector_options(config) == {
         "num_layers": 3,
         "mid_channels": None,
         "norm": "none",
@@ -64,7 +65,7 @@ def test_parses_from_command_line_and_yaml(tmp_path):
             "none",
         ]
     )
-    assert config.teachers == ["t0", "t1"] and config.betas(2) == [100.0, 200.0] and config.feed_p == 2
+    assert config.teachers == ["t0", "t1"] and betas(config, 2) == [100.0, 200.0] and config.feed_p == 2
     path = tmp_path / "c.yaml"
     path.write_text(
         yaml.safe_dump(
@@ -79,7 +80,7 @@ def test_python_api_accepts_one_value_where_a_list_is_allowed(tmp_path):
     config = _config(tmp_path, feed_beta=500, teachers="runs/t0", teacher_feature_indices=-2, lr_decay_epochs=())
     assert config.feed_beta == [500.0] and isinstance(config.feed_beta[0], float)
     assert config.teachers == ["runs/t0"] and config.teacher_feature_indices == [-2] and config.lr_decay_epochs == []
-    assert _config(tmp_path, feed_beta=(1, 2), teachers=("a", "b")).betas(2) == [1.0, 2.0]
+    assert betas(_config(tmp_path, feed_beta=(1, 2), teachers=("a", "b")), 2) == [1.0, 2.0]
 
 
 @pytest.mark.parametrize(

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from feed_hf.connectors import FeedConnector
-from feed_hf.features import common_spatial_size, match_spatial_size
+from feed_hf.method.connectors import FeedConnector
+from feed_hf.method.features import common_spatial_size, match_spatial_size
 
 
 def test_default_is_factor_transfer_translator():

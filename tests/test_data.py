@@ -4,8 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from feed_hf.data import DataArguments, digits_dataset, load_image_splits
-from feed_hf.transforms import build_transform, with_pixel_values
+from feed_hf.data.loading import DataArguments, digits_dataset, load_image_splits
+from feed_hf.data.transforms import build_transform, with_pixel_values
 
 CIFAR_CONFIG = {
     "input_size": (3, 32, 32),
@@ -114,7 +114,7 @@ def test_bad_data_arguments():
 
 
 def test_batch_crop_flip_on_device_matches_pad_and_crop():
-    from feed_hf.transforms import random_crop_flip
+    from feed_hf.data.transforms import random_crop_flip
 
     torch.manual_seed(0)
     batch = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).view(2, 3, 8, 8)
@@ -132,7 +132,7 @@ def test_batch_crop_flip_on_device_matches_pad_and_crop():
 def test_data_shapes_that_used_to_raise_tracebacks_are_one_line(tmp_path, capsys):
     from recipe_helpers import tiny_argv
 
-    from feed_hf.runs.commands import main
+    from feed_hf_cli import main
 
     (tmp_path / "good").mkdir()
     good = _write_parquet(tmp_path / "good")

@@ -7,7 +7,7 @@ import timm
 import torch
 from recipe_helpers import RECIPES
 
-from feed_hf.runs.commands import COMMANDS, main, run_command
+from feed_hf_cli import COMMANDS, main, run_command
 
 
 def test_demo_reduced_mode_prints_table_and_exports_a_loadable_student(tmp_path, capsys):

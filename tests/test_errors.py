@@ -11,7 +11,7 @@ import timm
 from torch import nn
 
 from feed_hf import FeedTrainer
-from feed_hf.teachers import FrozenTeacher, load_teacher_model
+from feed_hf.teachers.frozen import FrozenTeacher, load_teacher_model
 
 ROOT = Path(__file__).resolve().parent.parent
 CIFAR_DATA_CONFIG = {"input_size": (3, 32, 32), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}

@@ -9,9 +9,9 @@ import pytest
 from conftest import HUB_TOKEN
 from recipe_helpers import tiny_argv
 
-from feed_hf.data import digits_dataset
-from feed_hf.hub import push_export
-from feed_hf.runs.commands import main, run_command
+from feed_hf.data.loading import digits_dataset
+from feed_hf.publishing.hub import push_export
+from feed_hf_cli import main, run_command
 
 DATA = ["--dataset", "digits", "--max_train_samples", "64", "--max_eval_samples", "32"]  # as tiny_argv trains
 

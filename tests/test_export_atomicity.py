@@ -14,7 +14,7 @@ import timm
 import torch
 from export_kill_worker import reference_models
 
-from feed_hf.export import VERSIONS_DIR, export_student, write_export_file
+from feed_hf.publishing.export import VERSIONS_DIR, export_student, write_export_file
 
 WORKER = Path(__file__).resolve().parent / "export_kill_worker.py"
 

@@ -20,9 +20,9 @@ from export_kill_worker import reference_models
 from transformers import TrainerCallback
 
 from feed_hf import FeedTrainer
-from feed_hf import export as export_module
-from feed_hf.export import ExportError, export_student, has_export
-from feed_hf.export_store import VERSIONS_DIR
+from feed_hf.publishing import export as export_module
+from feed_hf.publishing.export import ExportError, export_student, has_export
+from feed_hf.publishing.export_store import VERSIONS_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "export_kill_worker.py"
@@ -124,7 +124,7 @@ _FULL_DISK_SCRIPT = textwrap.dedent(
     import torch
     from conftest import SyntheticImages, make_feed_config
     from feed_hf import FeedTrainer
-    from feed_hf.export import ExportError
+    from feed_hf.publishing.export import ExportError
 
     output_dir, limit = sys.argv[1], int(sys.argv[2])
     trainer = FeedTrainer(args=make_feed_config(output_dir), train_dataset=SyntheticImages(32))
@@ -311,7 +311,7 @@ def test_a_failed_write_removes_its_partial_version(tmp_path, monkeypatch):
 
 
 def test_run_records_count_each_export_once_not_its_version_copies(tmp_path):
-    from feed_hf.export import write_export_file
+    from feed_hf.publishing.export import write_export_file
     from feed_hf.runs.experiment_records import collect_run_records
     from feed_hf.runs.experiment_report import _training_time_line
 

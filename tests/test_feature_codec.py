@@ -4,8 +4,10 @@ bound, bytes per map, records that reload to the same decode."""
 import pytest
 import torch
 
-from feed_hf.balancing import load_balances
-from feed_hf.feature_codec import (
+from feed_hf.method.balancing import load_balances
+from feed_hf.method.feature_moments import ChannelMoments, channel_vectors
+from feed_hf.method.losses import feed_distance
+from feed_hf.store.codec import (
     FeatureCodec,
     decode_maps,
     encode_maps,
@@ -16,8 +18,6 @@ from feed_hf.feature_codec import (
     reconstruct_maps,
     save_codecs,
 )
-from feed_hf.feature_moments import ChannelMoments, channel_vectors
-from feed_hf.losses import feed_distance
 
 
 def _low_rank_maps(channels: int = 32, rank: int = 6, seed: int = 0) -> list[torch.Tensor]:

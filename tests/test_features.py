@@ -3,7 +3,7 @@ import timm
 import torch
 from torch import nn
 
-from feed_hf.features import FeatureTap, probe_feature_shape
+from feed_hf.method.features import FeatureTap, probe_feature_shape
 
 
 def test_default_tap_is_the_final_pre_pool_map_and_one_forward_gives_logits():

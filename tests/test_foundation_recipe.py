@@ -11,7 +11,7 @@ from foundation_fixtures import push_folder, save_family
 from recipe_helpers import RECIPES, load_recipe
 from test_backbone_evaluation import _colour_folder
 
-from feed_hf.runs.commands import run_command
+from feed_hf_cli import run_command
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

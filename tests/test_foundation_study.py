@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from feed_hf.data.split_slices import split_rows
 from feed_hf.runs.arguments import parse_arguments
-from feed_hf.runs.commands import COMMANDS
-from feed_hf.split_slices import split_rows
+from feed_hf_cli import COMMANDS
 
 
 def _load(name):

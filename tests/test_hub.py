@@ -16,9 +16,9 @@ from huggingface_hub import HfApi, ModelCard
 from recipe_helpers import load_recipe, tiny_argv
 
 from feed_hf.cli import main as cli_main
-from feed_hf.data import digits_dataset
-from feed_hf.export import export_student
-from feed_hf.hub import HubPushError, UnpushableExportError, push_export
+from feed_hf.data.loading import digits_dataset
+from feed_hf.publishing.export import export_student
+from feed_hf.publishing.hub import HubPushError, UnpushableExportError, push_export
 from feed_hf.runs.evaluation import predict_logits
 
 REPO_FILES = {".gitattributes", "config.json", "model.safetensors", "feed_config.json", "results.json", "README.md"}
@@ -74,7 +74,7 @@ def test_pulled_in_a_fresh_process_with_timm_automodel_and_pipeline(pushed_stude
 import json, sys
 import feed_hf, timm, torch
 from transformers import AutoModelForImageClassification, pipeline
-from feed_hf.data import digits_dataset
+from feed_hf.data.loading import digits_dataset
 images = digits_dataset().select(range(12))
 model = timm.create_model("hf-hub:tester/feed-student", pretrained=True).eval()
 config = timm.data.resolve_model_data_config(model)
@@ -142,7 +142,7 @@ def test_push_failures_are_explained_and_leave_the_export_intact(loopback_hub, p
     assert _digest(root / "student") == before
 
     script = (
-        "from feed_hf.hub import push_export\n"
+        "from feed_hf.publishing.hub import push_export\n"
         f"push_export({str(root / 'student')!r}, 'tester/feed-student', token={HUB_TOKEN!r})\n"
     )
     env = dict(

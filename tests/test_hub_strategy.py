@@ -11,7 +11,7 @@ from conftest import HUB_TOKEN
 from huggingface_hub import HfApi
 
 from feed_hf import FeedTrainer
-from feed_hf.hub import HubPushError
+from feed_hf.publishing.hub import HubPushError
 
 CLASS_NAMES = ["a", "b", "c", "d", "e"]
 
@@ -99,10 +99,10 @@ def test_a_failed_push_at_a_save_is_logged_and_training_goes_on(
     def refuse(*args, **kwargs):
         raise HubPushError("the Hub is down")
 
-    monkeypatch.setattr("feed_hf.hub_callbacks.push_export", refuse)
+    monkeypatch.setattr("feed_hf.training.hub_callbacks.push_export", refuse)
     trainer = _trainer(tmp_path, tiny_teachers, synthetic_images, feed_config_factory, "tester/flaky")
-    with caplog.at_level(logging.WARNING, logger="feed_hf.hub_callbacks"):
+    with caplog.at_level(logging.WARNING, logger="feed_hf.training.hub_callbacks"):
         trainer.train()
     assert trainer.state.global_step == 4 and (tmp_path / "run" / "model.safetensors").is_file()
-    warnings = [r.getMessage() for r in caplog.records if r.name == "feed_hf.hub_callbacks"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "feed_hf.training.hub_callbacks"]
     assert len(warnings) == 2 and "saved at step 2 was not pushed to 'tester/flaky' (the Hub is down)" in warnings[0]

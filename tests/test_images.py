@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from feed_hf.data import DataArguments, load_image_splits
-from feed_hf.images import UndecodableImageError, to_model_mode
-from feed_hf.transforms import build_transform, with_pixel_values
+from feed_hf.data.images import UndecodableImageError, to_model_mode
+from feed_hf.data.loading import DataArguments, load_image_splits
+from feed_hf.data.transforms import build_transform, with_pixel_values
 
 IDENTITY_CONFIG = {"input_size": (3, 16, 16), "mean": (0.0,) * 3, "std": (1.0,) * 3}  # tensor = grey level / 255
 GRADIENT_16 = np.linspace(0, 65535, 256).round().astype(np.uint16).reshape(16, 16)
@@ -100,7 +100,7 @@ def test_undecodable_images_stop_the_run_before_training_naming_the_rows(tmp_pat
 
 def test_undecodable_images_can_be_skipped_and_are_counted(tmp_path, caplog):
     _write_with_bad_images(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="feed_hf.data"):
+    with caplog.at_level(logging.WARNING, logger="feed_hf.data.loading"):
         splits = load_image_splits(DataArguments(dataset=str(tmp_path), undecodable_images="skip"))
     assert len(splits["train"]) == 6 and len(splits["eval"]) == 4
     assert splits.skipped_images == {"train": 4, "test": 0}

@@ -10,9 +10,9 @@ import torch
 from safetensors.torch import load_file
 from timm.models import save_for_hf
 
-from feed_hf.data import DataArguments, load_image_splits
-from feed_hf.label_free import cross_entropy_term
-from feed_hf.training import build_trainer, train_model
+from feed_hf.data.loading import DataArguments, load_image_splits
+from feed_hf.training.label_free import cross_entropy_term
+from feed_hf.training.train_model import build_trainer, train_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

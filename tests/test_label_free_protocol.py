@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from feed_hf.split_slices import split_rows
+from feed_hf.data.split_slices import split_rows
 
 _PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "label_free_matched.py"
 _SPEC = importlib.util.spec_from_file_location("label_free_matched", _PATH)

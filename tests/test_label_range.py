@@ -6,8 +6,8 @@ import torch
 from recipe_helpers import tiny_argv
 
 from feed_hf import FeedTrainer
-from feed_hf.label_range import with_label_checks
-from feed_hf.runs.commands import main
+from feed_hf.data.label_range import with_label_checks
+from feed_hf_cli import main
 
 OUT_OF_RANGE = (
     r"split '{}' has labels outside the student's 5 classes: \[12\] \(1 rows\); labels are class indices 0\.\.4"
@@ -111,7 +111,7 @@ def test_cli_stream_of_integers_with_too_small_num_labels_is_one_line(tmp_path, 
 
 
 def _digits_parquet(folder):
-    from feed_hf.data import digits_dataset
+    from feed_hf.data.loading import digits_dataset
 
     path = folder / "digits.parquet"
     digits_dataset().cast_column("label", datasets.Value("int64")).to_parquet(str(path))

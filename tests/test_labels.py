@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from feed_hf.data import DataArguments, load_image_splits
+from feed_hf.data.loading import DataArguments, load_image_splits
 
 
 def _png(shade: int) -> bytes:
@@ -143,7 +143,7 @@ def test_classlabel_minus_one_is_a_missing_label(tmp_path):
 def test_eval_class_without_training_examples_is_kept_and_warned_about(tmp_path, caplog):
     _write_split(tmp_path, "train", [0, 2, 2])
     _write_split(tmp_path, "test", [1, 2])
-    with caplog.at_level(logging.WARNING, logger="feed_hf.data"):
+    with caplog.at_level(logging.WARNING, logger="feed_hf.data.loading"):
         splits = _loaded(tmp_path)
     assert splits["eval"]["label"] == [1, 2]  # the student has an output for class 1; it never saw one
     assert "split 'test' has classes with no training example: ['1']" in caplog.text

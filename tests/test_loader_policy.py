@@ -14,9 +14,9 @@ from recipe_helpers import tiny_argv
 from timm.models import save_for_hf
 
 from feed_hf import FeedTrainer
-from feed_hf.checkpoints import COMPLETE_MARKER
-from feed_hf.runs.commands import main, run_command
-from feed_hf.teachers import load_teacher_model
+from feed_hf.teachers.frozen import load_teacher_model
+from feed_hf.training.checkpoints import COMPLETE_MARKER
+from feed_hf_cli import main, run_command
 
 
 class _Payload:

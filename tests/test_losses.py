@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from feed_hf.losses import ensemble_kd_loss, feed_distance, feed_loss, normalize_feature_map
+from feed_hf.method.losses import ensemble_kd_loss, feed_distance, feed_loss, normalize_feature_map
 
 
 def _maps(seed=0, shape=(4, 8, 3, 3)):

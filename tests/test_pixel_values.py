@@ -12,8 +12,8 @@ from torch.utils.data import DataLoader
 from transformers import default_data_collator
 
 import feed_hf  # noqa: F401  (registers resnet8_cifar)
-from feed_hf.data import digits_dataset
-from feed_hf.pixel_values import check_pixel_values_once, normalisation_mismatch, to_pixel_values
+from feed_hf.data.loading import digits_dataset
+from feed_hf.data.pixel_values import check_pixel_values_once, normalisation_mismatch, to_pixel_values
 
 IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 HALF = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -48,12 +48,12 @@ def test_to_pixel_values_without_labels_and_other_columns():
 def test_unlabelled_data_needs_no_label_column_none_and_a_labels_column_is_read(caplog):
     student = timm.create_model("resnet8_cifar", num_classes=10)
     images = digits_dataset().select(range(8))
-    with caplog.at_level(logging.WARNING, logger="feed_hf.pixel_values"):
+    with caplog.at_level(logging.WARNING, logger="feed_hf.data.pixel_values"):
         unlabelled = _first_batch(to_pixel_values(images.remove_columns("label"), student, input_size=16), 8)
     assert set(unlabelled) == {"pixel_values"} and not caplog.records  # images only: label-free, nothing to say
     labels = _first_batch(to_pixel_values(images.rename_column("label", "labels"), student, input_size=16), 8)
     assert labels["labels"].tolist() == images["label"]  # transformers' column name is not dropped silently
-    with caplog.at_level(logging.WARNING, logger="feed_hf.pixel_values"):
+    with caplog.at_level(logging.WARNING, logger="feed_hf.data.pixel_values"):
         to_pixel_values(images.rename_column("label", "fine_label"), student, input_size=16)
     assert "no label column 'label'; the dataset's other columns are ['fine_label']" in caplog.text
 
@@ -71,7 +71,7 @@ def test_normalisation_rules():
 def test_first_batch_check_warns_once(caplog):
     student = timm.create_model("resnet8_cifar", num_classes=10)
     trainer = SimpleNamespace(student=student)
-    with caplog.at_level(logging.WARNING, logger="feed_hf.pixel_values"):
+    with caplog.at_level(logging.WARNING, logger="feed_hf.data.pixel_values"):
         check_pixel_values_once(trainer, _natural_batch())  # unnormalised [0, 1]
         check_pixel_values_once(trainer, _natural_batch())
     warnings = [r for r in caplog.records if "does not look normalised" in r.getMessage()]
@@ -81,7 +81,7 @@ def test_first_batch_check_warns_once(caplog):
 def test_first_batch_check_is_silent_on_the_contract(caplog):
     student = timm.create_model("resnet8_cifar", num_classes=10)
     batch = _first_batch(to_pixel_values(digits_dataset().select(range(32)), student))
-    with caplog.at_level(logging.WARNING, logger="feed_hf.pixel_values"):
+    with caplog.at_level(logging.WARNING, logger="feed_hf.data.pixel_values"):
         check_pixel_values_once(SimpleNamespace(student=student), batch["pixel_values"])
     assert not [r for r in caplog.records if "does not look normalised" in r.getMessage()]
 
@@ -92,6 +92,6 @@ def test_trainer_warns_on_a_0_255_first_batch(feed_config_factory, synthetic_ima
     data = synthetic_images(n=32)
     data.pixels = (data.pixels.clamp(-1, 1) + 1) * 127.5  # 0..255, never normalised
     trainer = FeedTrainer(args=feed_config_factory(tmp_path / "run", max_steps=1), train_dataset=data)
-    with caplog.at_level(logging.WARNING, logger="feed_hf.pixel_values"):
+    with caplog.at_level(logging.WARNING, logger="feed_hf.data.pixel_values"):
         trainer.train()
     assert any("0–255" in r.getMessage() for r in caplog.records)

@@ -11,10 +11,10 @@ from conftest import HUB_TOKEN
 from huggingface_hub import HfApi
 from recipe_helpers import load_recipe, tiny_argv
 
-from feed_hf.data import digits_dataset
-from feed_hf.export import export_file, export_student
-from feed_hf.hub import UnpushableExportError, push_export
-from feed_hf.portable import (
+from feed_hf.data.loading import digits_dataset
+from feed_hf.publishing.export import export_file, export_student
+from feed_hf.publishing.hub import UnpushableExportError, push_export
+from feed_hf.publishing.portable import (
     portable_dataset,
     portable_feed_config,
     portable_folder,
@@ -169,7 +169,7 @@ def test_local_source_in_config_json_is_not_pushed(loopback_hub, portable_run, t
 
 
 def test_a_local_dir_spec_in_any_field_is_recorded_by_folder_name():
-    from feed_hf.portable import portable_training_arguments
+    from feed_hf.publishing.portable import portable_training_arguments
 
     recorded = portable_training_arguments({"student": "local-dir:/home/someone/models/my vit", "seed": 0})
     assert recorded == {"student": "local-dir:my vit", "seed": 0}

@@ -9,8 +9,8 @@ import torch
 from PIL import Image
 from transformers import AutoImageProcessor, pipeline
 
-from feed_hf.data import DataArguments
-from feed_hf.training import build_trainer
+from feed_hf.data.loading import DataArguments
+from feed_hf.training.train_model import build_trainer
 
 SIZES = [(200, 150), (17, 40), (150, 200), (64, 64), (33, 31)]  # (width, height): non-square, tiny, large
 

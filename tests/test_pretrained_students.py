@@ -9,7 +9,7 @@ from huggingface_hub import HfApi
 from timm.models import save_for_hf
 
 from feed_hf import FeedTrainer
-from feed_hf.students import StudentSourceError, create_student, student_base_model
+from feed_hf.training.students import StudentSourceError, create_student, student_base_model
 
 
 def _source_folder(path, architecture="resnet8_cifar", num_classes=7, seed=3):

@@ -21,7 +21,7 @@ from huggingface_hub import HfApi
 from PIL import Image
 from timm.models import save_for_hf
 
-from feed_hf.runs.commands import run_command
+from feed_hf_cli import run_command
 
 ROOT = Path(__file__).resolve().parent.parent
 CLASSES = ("bird", "cat", "dog")

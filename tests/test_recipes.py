@@ -8,9 +8,9 @@ import torch
 import yaml
 from recipe_helpers import load_recipe, tiny_argv
 
-from feed_hf.config import FeedConfig
-from feed_hf.data import DataArguments
+from feed_hf.data.loading import DataArguments
 from feed_hf.runs.arguments import parse_arguments
+from feed_hf.training.config.feed_config import FeedConfig
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_shipped_configs_parse(tmp_path):
 
             types.append(TeacherArguments)
         elif "num_generations" in values:
-            from feed_hf.sequential import SequentialArguments
+            from feed_hf.training.sequential import SequentialArguments
 
             types.append(SequentialArguments)
         overrides = ["--output_dir", str(tmp_path), "--bf16", "false", "--use_cpu", "true"]

@@ -19,10 +19,10 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 from feed_hf import FeedTrainer
-from feed_hf.data import DataArguments
-from feed_hf.export import export_student, write_export_file
-from feed_hf.hub import push_export
-from feed_hf.training import train_model
+from feed_hf.data.loading import DataArguments
+from feed_hf.publishing.export import export_student, write_export_file
+from feed_hf.publishing.hub import push_export
+from feed_hf.training.train_model import train_model
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,9 +14,9 @@ import timm
 import torch
 from recipe_helpers import RECIPES, load_recipe, tiny_argv
 
-from feed_hf import export
-from feed_hf.checkpoints import COMPLETE_MARKER, last_complete_checkpoint
-from feed_hf.export import export_file
+from feed_hf.publishing import export
+from feed_hf.publishing.export import export_file
+from feed_hf.training.checkpoints import COMPLETE_MARKER, last_complete_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -95,9 +95,9 @@ def test_incomplete_checkpoint_is_never_resumed_from(teacher_dir, tmp_path):
     (output / "checkpoint-4" / COMPLETE_MARKER).unlink()  # as if the job died while writing checkpoint-4
     assert last_complete_checkpoint(output).endswith("checkpoint-2")
     from feed_hf import FeedTrainer
-    from feed_hf.config import FeedConfig
-    from feed_hf.data import DataArguments
+    from feed_hf.data.loading import DataArguments
     from feed_hf.runs.arguments import parse_arguments
+    from feed_hf.training.config.feed_config import FeedConfig
 
     _, args = parse_arguments((DataArguments, FeedConfig), _recipe_command(output, teacher_dir)[2:])
     trainer = FeedTrainer(

@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from feed_hf import FeedTrainer
-from feed_hf.data import DataArguments
-from feed_hf.resolution import set_student_input_size
-from feed_hf.training import build_trainer
+from feed_hf.data.loading import DataArguments
+from feed_hf.training.resolution import set_student_input_size
+from feed_hf.training.train_model import build_trainer
 
 STALE_KEYS = {"test_input_size", "test_crop_pct", "pool_size", "tag", "hf_hub_id", "url", "license", "origin_url"}
 

@@ -9,8 +9,8 @@ from conftest import make_feed_config
 from recipe_helpers import load_recipe, tiny_argv
 
 from feed_hf import FeedTrainer
-from feed_hf.export import export_student, has_export
-from feed_hf.training import RunIncompleteError, read_results
+from feed_hf.publishing.export import export_student, has_export
+from feed_hf.training.train_model import RunIncompleteError, read_results
 
 
 def _export_teacher(folder, seed: int = 1, architecture: str = "resnet8_cifar"):

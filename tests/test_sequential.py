@@ -17,8 +17,8 @@ def test_two_generations_teach_each_other_and_rerun_skips_them(tmp_path):
     assert gen2["seed"] == gen1["seed"] + 1  # a fresh initialisation per generation
 
     # generation 2's teacher is generation 1's student, by weights
-    from feed_hf.export import export_file
-    from feed_hf.teachers import load_teacher_model
+    from feed_hf.publishing.export import export_file
+    from feed_hf.teachers.frozen import load_teacher_model
 
     teacher = load_teacher_model(json.loads(export_file(second, "local_sources.json").read_text())["teachers"][0])
     exported = safetensors.torch.load_file(first / "model.safetensors")

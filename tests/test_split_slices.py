@@ -1,4 +1,4 @@
-"""Row ranges of a split (`train[10:30]`), as `datasets.load_dataset(split=...)`: rows kept apart, and refused when not."""
+"""Row ranges of a split (`train[10:30]`) as `datasets.load_dataset(split=...)` reads them: kept apart, or refused."""
 
 import re
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from feed_hf.data import DataArguments, load_image_splits
+from feed_hf.data.loading import DataArguments, load_image_splits
 
 
 def _numbered_parquet(tmp_path, n=40):

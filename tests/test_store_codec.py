@@ -7,14 +7,14 @@ import timm
 import torch
 from timm.data import resolve_model_data_config
 
-from feed_hf.feature_codec import decode_maps, encode_maps
-from feed_hf.losses import normalize_feature_map
-from feed_hf.store_files import map_safetensors
-from feed_hf.store_integrity import StoreIntegrityError
-from feed_hf.store_parts import open_store_parts
-from feed_hf.teacher_store import TeacherStore
-from feed_hf.teacher_store_key import StoreSettings, store_key
-from feed_hf.teachers import FrozenTeacher
+from feed_hf.method.losses import normalize_feature_map
+from feed_hf.store.codec import decode_maps, encode_maps
+from feed_hf.store.files import map_safetensors
+from feed_hf.store.integrity import StoreIntegrityError
+from feed_hf.store.key import StoreSettings, store_key
+from feed_hf.store.parts import open_store_parts
+from feed_hf.store.reader import TeacherStore
+from feed_hf.teachers.frozen import FrozenTeacher
 
 VIEWS = dict(views=2, augmentation="crop_flip")
 

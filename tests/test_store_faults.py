@@ -21,11 +21,11 @@ import torch
 from recipe_helpers import tiny_argv
 from timm.data import resolve_model_data_config
 
-from feed_hf import store_limits
-from feed_hf.runs.commands import main
-from feed_hf.teacher_store import StoreFolderError, StoreSettings, StoreSpaceError, TeacherStore, open_or_build_store
-from feed_hf.teacher_store_key import store_fingerprint, store_key
-from feed_hf.teachers import FrozenTeacher
+from feed_hf.store import limits as store_limits
+from feed_hf.store.key import store_fingerprint, store_key
+from feed_hf.store.reader import StoreFolderError, StoreSettings, StoreSpaceError, TeacherStore, open_or_build_store
+from feed_hf.teachers.frozen import FrozenTeacher
+from feed_hf_cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = str(Path(__file__).resolve().parent / "store_fault_worker.py")

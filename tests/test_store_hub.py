@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import HUB_TOKEN
 
-from feed_hf.runs.commands import main
-from feed_hf.store_hub import pull_store, push_store
-from feed_hf.store_integrity import StoreIntegrityError
+from feed_hf.store.hub import pull_store, push_store
+from feed_hf.store.integrity import StoreIntegrityError
+from feed_hf_cli import main
 
 REPO = "tester/cifar-teacher-store"
 STORE = dict(teacher_store=True, batch_augmentation="crop_flip", teacher_store_views=2, teacher_store_dtype="float32")

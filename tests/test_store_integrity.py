@@ -10,12 +10,12 @@ from recipe_helpers import tiny_argv
 from timm.data import resolve_model_data_config
 from timm.models import save_for_hf
 
-from feed_hf.runs.commands import main
-from feed_hf.store_files import map_safetensors
-from feed_hf.store_integrity import SAMPLED_ROWS, StoreIntegrityError
-from feed_hf.teacher_store import StoreSettings, TeacherStore, open_or_build_store
-from feed_hf.teacher_store_key import store_key
-from feed_hf.teachers import FrozenTeacher
+from feed_hf.store.files import map_safetensors
+from feed_hf.store.integrity import SAMPLED_ROWS, StoreIntegrityError
+from feed_hf.store.key import store_key
+from feed_hf.store.reader import StoreSettings, TeacherStore, open_or_build_store
+from feed_hf.teachers.frozen import FrozenTeacher
+from feed_hf_cli import main
 
 SETTINGS = StoreSettings(views=3, augmentation="crop_flip", dtype="float32", with_logits=True)
 

@@ -14,10 +14,10 @@ from PIL import Image
 from recipe_helpers import tiny_argv
 from timm.models import save_for_hf
 
-from feed_hf.data import DataArguments, digits_dataset, load_image_splits
-from feed_hf.pixel_values import run_class_names
-from feed_hf.runs.commands import run_command
-from feed_hf.training import build_trainer, train_model
+from feed_hf.data.loading import DataArguments, digits_dataset, load_image_splits
+from feed_hf.data.pixel_values import run_class_names
+from feed_hf.training.train_model import build_trainer, train_model
+from feed_hf_cli import run_command
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 

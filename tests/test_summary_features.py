@@ -5,8 +5,8 @@ import timm
 import torch
 from torch import nn
 
-from feed_hf.losses import feed_distance
-from feed_hf.summary_features import (
+from feed_hf.method.losses import feed_distance
+from feed_hf.method.summary_features import (
     SummaryConnector,
     feature_distance,
     pooled_summary,

@@ -10,10 +10,10 @@ from timm.data import resolve_model_data_config
 from timm.models import save_for_hf
 
 from feed_hf import FeedTrainer
-from feed_hf.feature_cache import IndexedDataset, TeacherFeatureCache
-from feed_hf.runs.commands import main
-from feed_hf.teacher_store import StoreSettings, open_or_build_store
-from feed_hf.teachers import FrozenTeacher, load_teacher_model
+from feed_hf.store.cache import IndexedDataset, TeacherFeatureCache
+from feed_hf.store.reader import StoreSettings, open_or_build_store
+from feed_hf.teachers.frozen import FrozenTeacher, load_teacher_model
+from feed_hf_cli import main
 
 CIFAR_CONFIG = resolve_model_data_config(timm.create_model("resnet8_cifar"))
 

@@ -13,7 +13,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 
 from feed_hf.models._common import cifar_cfg
 from feed_hf.models.cifar_resnet import CifarResNet
-from feed_hf.teachers import HubTeacherError, TeacherSourceError, load_teacher_model
+from feed_hf.teachers.frozen import HubTeacherError, TeacherSourceError, load_teacher_model
 
 PICKLE_REFUSED = r"pickle file \('pytorch_model\.bin'\).*Convert it to model\.safetensors.*teacher_allow_pickle=True"
 

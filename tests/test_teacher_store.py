@@ -10,12 +10,12 @@ import timm
 import torch
 from timm.data import resolve_model_data_config
 
-from feed_hf.store_files import allocate_safetensors, map_safetensors
-from feed_hf.store_parts import ComposedStore
-from feed_hf.teacher_store import StaleTeacherStoreError, StoreSettings, TeacherStore, open_or_build_store
-from feed_hf.teacher_store_key import store_fingerprint, store_key
-from feed_hf.teachers import FrozenTeacher
-from feed_hf.transforms import draw_crop_flip, random_crop_flip, replay_crop_flip
+from feed_hf.data.transforms import draw_crop_flip, random_crop_flip, replay_crop_flip
+from feed_hf.store.files import allocate_safetensors, map_safetensors
+from feed_hf.store.key import store_fingerprint, store_key
+from feed_hf.store.parts import ComposedStore
+from feed_hf.store.reader import StaleTeacherStoreError, StoreSettings, TeacherStore, open_or_build_store
+from feed_hf.teachers.frozen import FrozenTeacher
 
 
 def _frozen(models):

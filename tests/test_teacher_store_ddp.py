@@ -37,7 +37,7 @@ def test_two_ranks_build_one_store_once_and_a_second_run_makes_no_teacher_forwar
 def test_two_ranks_pull_a_pushed_store_and_make_no_teacher_forward(loopback_hub, tmp_path, monkeypatch):
     from conftest import HUB_TOKEN
 
-    from feed_hf.store_hub import push_store
+    from feed_hf.store.hub import push_store
 
     monkeypatch.setenv("HF_TOKEN", HUB_TOKEN)  # the launched processes inherit it, and HF_ENDPOINT
     built = _launch(tmp_path, "built", tmp_path / "built")

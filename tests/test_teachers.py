@@ -3,8 +3,8 @@ import safetensors.torch
 import timm
 import torch
 
-from feed_hf.export import export_student
-from feed_hf.teachers import FrozenTeacher, load_teacher_model
+from feed_hf.publishing.export import export_student
+from feed_hf.teachers.frozen import FrozenTeacher, load_teacher_model
 
 CIFAR_DATA_CONFIG = {"input_size": (3, 32, 32), "mean": (0.5071, 0.4865, 0.4409), "std": (0.2673, 0.2564, 0.2762)}
 

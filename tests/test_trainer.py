@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForImageClassification
 
 from feed_hf import FeedStudent, FeedTrainer
-from feed_hf.export import export_file
+from feed_hf.publishing.export import export_file
 
 
 def _clone_state(module):

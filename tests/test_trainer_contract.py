@@ -22,8 +22,8 @@ from transformers import Trainer, TrainingArguments
 
 import feed_hf
 from feed_hf import FeedConfig, FeedTrainer
-from feed_hf.distributed import check_distributed_backend
-from feed_hf.trainer_arguments import REFUSED_OPTIONS
+from feed_hf.training.distributed import check_distributed_backend
+from feed_hf.training.trainer_arguments import REFUSED_OPTIONS
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,12 +12,13 @@ import torch
 import transformers
 from foundation_fixtures import FAMILIES, SIZE, push_folder, save_family, save_processor
 
-from feed_hf import memory_estimate, transformers_teachers
-from feed_hf.model_licenses import license_verdict
-from feed_hf.teacher_sources import HubTeacherError, TeacherSourceError
-from feed_hf.transformers_maps import map_layout
-from feed_hf.transformers_sources import checkpoint_format, folder_checkpoint_format, source_checkpoint_format
-from feed_hf.transformers_teachers import load_transformers_teacher
+from feed_hf.teachers import memory as memory_estimate
+from feed_hf.teachers.licenses import license_verdict
+from feed_hf.teachers.sources import HubTeacherError, TeacherSourceError
+from feed_hf.transformers_models import teachers as transformers_teachers
+from feed_hf.transformers_models.maps import map_layout
+from feed_hf.transformers_models.sources import checkpoint_format, folder_checkpoint_format, source_checkpoint_format
+from feed_hf.transformers_models.teachers import load_transformers_teacher
 
 PICKLE_REFUSED = r"pickle file \('pytorch_model\.bin'\).*Convert it to model\.safetensors.*teacher_allow_pickle=True"
 PIXELS = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
@@ -196,7 +197,7 @@ def test_processor_rescale_factor_is_folded_into_mean_and_std(tmp_path):
 
 def test_licence_from_the_card_is_recorded_and_a_no_derivatives_one_logged(tmp_path, caplog):
     save_family(tmp_path, "siglip_vision", card_license="cc-by-nc-nd-4.0")
-    with caplog.at_level("WARNING", logger="feed_hf.transformers_teachers"):
+    with caplog.at_level("WARNING", logger="feed_hf.transformers_models.teachers"):
         teacher = load_transformers_teacher(str(tmp_path))
     assert teacher.pretrained_cfg["license"] == "cc-by-nc-nd-4.0"
     assert "licence cc-by-nc-nd-4.0 forbids derivatives" in caplog.text

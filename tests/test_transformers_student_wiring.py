@@ -18,8 +18,8 @@ from PIL import Image
 from test_transformers_students import _FRESH_PROCESS
 
 from feed_hf import FeedTrainer
-from feed_hf.hub import check_pushable
-from feed_hf.transformers_models import TransformersVisionModel
+from feed_hf.publishing.hub import check_pushable
+from feed_hf.transformers_models.adapter import TransformersVisionModel
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -82,7 +82,7 @@ def test_a_timm_student_keeps_timm_format_and_card(tmp_path, feed_config_factory
 def test_the_cli_trains_a_transformers_student_from_transformers_teachers(tmp_path):
     from recipe_helpers import tiny_argv
 
-    from feed_hf.runs.commands import run_command
+    from feed_hf_cli import run_command
 
     save_family(tmp_path / "student", "convnext", classifier=True)
     save_family(tmp_path / "teacher", "resnet")

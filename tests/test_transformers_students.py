@@ -14,17 +14,17 @@ from foundation_fixtures import MEAN, SIZE, STD, family_config, save_family
 from PIL import Image
 from timm.data import resolve_model_data_config
 
-from feed_hf.modeling import build_feed_student
-from feed_hf.resolution import set_student_input_size
-from feed_hf.teacher_sources import TeacherSourceError
-from feed_hf.teachers import FrozenTeacher
-from feed_hf.transformers_students import (
+from feed_hf.data.transforms import build_transform
+from feed_hf.method.modeling import build_feed_student
+from feed_hf.teachers.frozen import FrozenTeacher
+from feed_hf.teachers.sources import TeacherSourceError
+from feed_hf.training.resolution import set_student_input_size
+from feed_hf.transformers_models.students import (
     load_transformers_student,
     save_transformers_student,
     transformers_student_from_config,
 )
-from feed_hf.transformers_teachers import load_transformers_teacher
-from feed_hf.transforms import build_transform
+from feed_hf.transformers_models.teachers import load_transformers_teacher
 
 PIXELS = torch.randn(4, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
 DATA_CONFIG = {"input_size": (3, SIZE, SIZE), "mean": MEAN, "std": STD, "interpolation": "bilinear", "crop_pct": 1.0}
@@ -97,7 +97,7 @@ def test_export_loads_in_a_fresh_process_with_identical_logits(tmp_path, family)
 def test_a_fixed_size_student_runs_and_exports_at_the_size_it_was_given(tmp_path):
     source = save_family(tmp_path / "vit", "vit", classifier=True)
     student = load_transformers_student(str(tmp_path / "vit"), num_labels=2)
-    set_student_input_size(student, (16, 16))  # what feed_hf.resolution does for an input_size of 16
+    set_student_input_size(student, (16, 16))  # what feed_hf.training.resolution does for an input_size of 16
     assert student.model.config.image_size == 16 and tuple(student.pretrained_cfg["input_size"]) == (3, 16, 16)
     small = torch.randn(2, 3, 16, 16)
     with torch.no_grad():

@@ -5,9 +5,9 @@ import pytest
 import torch
 from foundation_fixtures import FAMILIES, MEAN, SIZE, SPECIAL_TOKENS, STD, save_family
 
-from feed_hf.features import FeatureTap
-from feed_hf.teachers import FrozenTeacher
-from feed_hf.transformers_teachers import load_transformers_teacher
+from feed_hf.method.features import FeatureTap
+from feed_hf.teachers.frozen import FrozenTeacher
+from feed_hf.transformers_models.teachers import load_transformers_teacher
 
 PIXELS = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
 

@@ -12,8 +12,8 @@ from foundation_fixtures import FAMILIES, MEAN, SIZE, STD, push_folder, save_fam
 from timm.data import resolve_model_data_config
 
 from feed_hf import FeedTrainer
-from feed_hf.teachers import load_teacher_model
-from feed_hf.transformers_models import TransformersVisionModel
+from feed_hf.teachers.frozen import load_teacher_model
+from feed_hf.transformers_models.adapter import TransformersVisionModel
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -78,7 +78,7 @@ def test_a_teacher_too_large_for_memory_is_refused_through_the_trainer(
 ):
     folder = tmp_path / "vit"
     save_family(folder, "vit")
-    monkeypatch.setattr("feed_hf.memory_estimate.available_memory_bytes", lambda device=None: 1024)
+    monkeypatch.setattr("feed_hf.teachers.memory.available_memory_bytes", lambda device=None: 1024)
     args = feed_config_factory(tmp_path / "run", teachers=[str(folder)], feed_beta=[1.0])
     with pytest.raises(ValueError, match=r"needs about .* GiB .*lower the batch size"):
         FeedTrainer(args=args, train_dataset=synthetic_images(16))
@@ -131,9 +131,9 @@ def test_a_cached_transformers_teacher_loads_offline_through_the_dispatch(loopba
 def test_the_memory_check_counts_the_teacher_dtype_it_will_run_in(
     tmp_path, feed_config_factory, synthetic_images, monkeypatch
 ):
-    from feed_hf.memory_estimate import HEADROOM
-    from feed_hf.transformers_sources import prepare_transformers_source
-    from feed_hf.transformers_teachers import teacher_memory_estimate
+    from feed_hf.teachers.memory import HEADROOM
+    from feed_hf.transformers_models.sources import prepare_transformers_source
+    from feed_hf.transformers_models.teachers import teacher_memory_estimate
 
     folder = tmp_path / "vit"
     save_family(folder, "vit")
@@ -143,7 +143,7 @@ def test_the_memory_check_counts_the_teacher_dtype_it_will_run_in(
         for dtype in (torch.float32, torch.bfloat16)
     }
     between = int((needed[torch.float32] + needed[torch.bfloat16]) / 2)  # bf16 fits, float32 does not
-    monkeypatch.setattr("feed_hf.memory_estimate.available_memory_bytes", lambda device=None: between)
+    monkeypatch.setattr("feed_hf.teachers.memory.available_memory_bytes", lambda device=None: between)
     for dtype, fits in (("float32", False), ("bfloat16", True)):
         args = feed_config_factory(tmp_path / dtype, teachers=[str(folder)], feed_beta=[1.0], teacher_dtype=dtype)
         if fits:

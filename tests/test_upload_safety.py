@@ -12,9 +12,9 @@ from conftest import HUB_TOKEN
 from huggingface_hub import HfApi
 from recipe_helpers import load_recipe, tiny_argv
 
-from feed_hf.checkpoints import last_complete_checkpoint
-from feed_hf.export import export_file
-from feed_hf.local_checkpoints import CHECKPOINTS_DIR
+from feed_hf.publishing.export import export_file
+from feed_hf.publishing.local_checkpoints import CHECKPOINTS_DIR
+from feed_hf.training.checkpoints import last_complete_checkpoint
 
 PUBLISHED = {
     ".gitattributes",  # the repo's own

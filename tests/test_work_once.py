@@ -15,10 +15,10 @@ from PIL import Image
 from test_distributed import launch_command, launch_env
 from timm.data import resolve_model_data_config
 
-from feed_hf import images
-from feed_hf.data import DataArguments, load_image_splits
-from feed_hf.feature_cache import IndexedDataset, TeacherFeatureCache
-from feed_hf.teachers import FrozenTeacher
+from feed_hf.data import images
+from feed_hf.data.loading import DataArguments, load_image_splits
+from feed_hf.store.cache import IndexedDataset, TeacherFeatureCache
+from feed_hf.teachers.frozen import FrozenTeacher
 
 
 @pytest.fixture

@@ -18,9 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import SyntheticImages, make_feed_config  # noqa: E402
 
 os.environ["HF_HOME"] = os.environ["SHARED_HF_HOME"]  # one datasets cache for both ranks, as on a real machine
-from feed_hf import FeedTrainer, images  # noqa: E402
-from feed_hf.data import DataArguments, load_image_splits  # noqa: E402
-from feed_hf.teachers import FrozenTeacher  # noqa: E402
+from feed_hf import FeedTrainer
+from feed_hf.data import images
+from feed_hf.data.loading import DataArguments, load_image_splits  # noqa: E402
+from feed_hf.teachers.frozen import FrozenTeacher  # noqa: E402
 
 DECODED = [0]
 FORWARDS = [0]

@@ -14,17 +14,17 @@ from timm.data import resolve_model_data_config
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..connectors import FeedConnector
-from ..data import DataArguments, load_image_splits
-from ..export import CONNECTORS_NAME, FEED_CONFIG_NAME, export_file
-from ..features import FeatureTap
-from ..files import RESULTS_NAME
-from ..losses import feed_distance
-from ..modeling import FeedStudent, build_feed_student, student_map_shape
-from ..portable import read_local_sources
-from ..teacher_sources import TeacherSourceError, load_folder_teacher
-from ..teachers import FrozenTeacher, load_teacher_model, recorded_teacher_spec
-from ..transforms import build_transform, with_pixel_values
+from ..data.loading import DataArguments, load_image_splits
+from ..data.transforms import build_transform, with_pixel_values
+from ..method.connectors import FeedConnector
+from ..method.features import FeatureTap
+from ..method.losses import feed_distance
+from ..method.modeling import FeedStudent, build_feed_student, student_map_shape
+from ..publishing.export import CONNECTORS_NAME, FEED_CONFIG_NAME, export_file
+from ..publishing.files import RESULTS_NAME
+from ..publishing.portable import read_local_sources
+from ..teachers.frozen import FrozenTeacher, load_teacher_model, recorded_teacher_spec
+from ..teachers.sources import TeacherSourceError, load_folder_teacher
 
 __all__ = ["AnalysisArguments", "fit_heldout_connector", "load_feed_run", "reconstruction_errors", "run_analysis"]
 

@@ -16,7 +16,7 @@ from typing import Any, NoReturn, get_type_hints
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-from ..field_types import check_field_value, field_specs
+from ..training.config.field_types import check_field_value, field_specs
 
 __all__ = ["CONFIG_SUFFIXES", "OPTION_GROUPS", "build_parser", "parse_arguments", "read_config_file"]
 

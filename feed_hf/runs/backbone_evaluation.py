@@ -1,5 +1,5 @@
 """`feed-hf evaluate --protocol knn linear`: a model judged as a backbone (k-NN and linear probe on its frozen
-pooled features, `feed_hf.backbone_eval`), for an exported student and for any teacher spec alike.
+pooled features, `feed_hf.evaluation.backbone_eval`), for an exported student and for any teacher spec alike.
 
 The probe is fitted on `--probe_train_split` (the run's train split by default) and scored on `--split`, each as
 training saw it (`evaluation_split`). The model is loaded as a teacher is (`load_teacher_model`: an exported folder,
@@ -19,13 +19,13 @@ from typing import Any
 
 from timm.data import resolve_model_data_config
 
-from ..backbone_eval import evaluate_backbone
-from ..data import DataArguments
-from ..export import write_export_file
-from ..files import CARD_NAME, RESULTS_NAME, atomic_write_text
-from ..portable import portable_teacher_source
-from ..teachers import load_teacher_model
-from ..transforms import build_transform, with_pixel_values
+from ..data.loading import DataArguments
+from ..data.transforms import build_transform, with_pixel_values
+from ..evaluation.backbone_eval import evaluate_backbone
+from ..publishing.export import write_export_file
+from ..publishing.files import CARD_NAME, RESULTS_NAME, atomic_write_text
+from ..publishing.portable import portable_teacher_source
+from ..teachers.frozen import load_teacher_model
 
 __all__ = ["BACKBONE_PROTOCOLS", "record_backbone_eval", "run_backbone_evaluation"]
 
@@ -95,7 +95,7 @@ def _record_folder(evaluate_args: Any) -> Path | None:
 def record_backbone_eval(export_dir: str | Path, report: dict[str, Any], is_this_model: bool) -> None:
     """`report` into `export_dir/results.json["backbone_eval"][report["model"]]` (`is_this_model`: the export's own
     model, else e.g. one of its teachers); the card rendered again."""
-    from ..model_card import write_model_card
+    from ..publishing.card.render import write_model_card
 
     export_dir = Path(export_dir)
     results = json.loads((export_dir / RESULTS_NAME).read_text(encoding="utf-8"))

@@ -1,11 +1,11 @@
-"""The one command table: each workflow is a function taking its argument dataclasses.
+"""Runs an entry of the command table (`feed_hf_cli.COMMANDS`, its one owner), and the small commands.
 
 `feed-hf COMMAND [CONFIG.yaml] [--option value ...]` and `python recipes/<script>.py [CONFIG.yaml] [...]` (also under
-`accelerate launch`) both come here: `run_command` parses the command's dataclasses and calls its function, and
-`report_user_errors` turns an error whose message already says what to do into one `feed-hf: error: …` line with
-exit status 2. Functions and dataclasses are named by import path and imported only when their command runs, so
-`feed-hf --help` and `feed-hf --version` import no training stack, and `feed-hf COMMAND --help` is rebuilt from the
-shipped `feed_hf/cli_help.json` (`help_spec.py`).
+`accelerate launch`) both come here through `feed_hf_cli.run_command`: `run_command` parses the command's dataclasses
+and calls its function, and `report_user_errors` turns an error whose message already says what to do into one
+`feed-hf: error: …` line with exit status 2. Functions and dataclasses are named by import path and imported only
+when their command runs, so `feed-hf --help` and `feed-hf --version` import no training stack, and
+`feed-hf COMMAND --help` is rebuilt from the shipped `feed_hf/cli_help.json` (`help_spec.py`).
 """
 
 from __future__ import annotations
@@ -15,37 +15,21 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from feed_hf_cli import COMMANDS, Command, main
-
-__all__ = [
-    "COMMANDS",
-    "Command",
-    "analyze",
-    "card",
-    "command_help",
-    "env",
-    "evaluate",
-    "main",
-    "push",
-    "report_user_errors",
-    "run_command",
-]
-
-_DATA, _FEED = "feed_hf.data:DataArguments", "feed_hf.config:FeedConfig"
-
+__all__ = ["analyze", "card", "command_help", "env", "evaluate", "push", "report_user_errors", "run_command"]
 
 # Errors whose message already says what to do: shown without a traceback (FEED_HF_DEBUG=1 shows it).
 _USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, FloatingPointError, ConnectionError, RuntimeError)
 
 
-def run_command(name: str, argv: Sequence[str] | None = None) -> Any:
-    """Parse `argv` into command `name`'s dataclasses and run it; returns the workflow's result."""
-    from ..config_checks import check_run_flags
+def run_command(command: Any, name: str, argv: Sequence[str] | None = None) -> Any:
+    """Parse `argv` into `command`'s dataclasses and run it; returns the workflow's result.
+
+    `command` is the table's entry (`feed_hf_cli.Command`), handed over by `feed_hf_cli.run_command`: this module
+    never imports the table, so the table's module can import this one without a cycle.
+    """
+    from ..training.config.checks import check_run_flags
     from .arguments import parse_arguments  # transformers' HfArgumentParser: only when a command runs
 
-    if name not in COMMANDS:
-        raise ValueError(f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
-    command = COMMANDS[name]
     parsed = parse_arguments(command.dataclass_types(), argv, prog=f"feed-hf {name}", description=command.description())
     for arguments in parsed:
         if hasattr(arguments, "do_train"):  # a training command: --do_train false / --do_predict true refused here
@@ -53,11 +37,10 @@ def run_command(name: str, argv: Sequence[str] | None = None) -> Any:
     return command.resolve()[0](*parsed)  # the training stack: only once the arguments are good
 
 
-def command_help(name: str) -> str:
-    """The `--help` text of command `name`, exactly as its parser prints it."""
+def command_help(command: Any, name: str) -> str:
+    """The `--help` text of `command` (named `name`), exactly as its parser prints it."""
     from .arguments import build_parser
 
-    command = COMMANDS[name]
     return build_parser(
         command.dataclass_types(), prog=f"feed-hf {name}", description=command.description()
     ).format_help()
@@ -85,7 +68,7 @@ def analyze(analysis_args: Any) -> dict[str, Any]:
 
 def card(card_args: Any) -> Any:
     """`feed-hf card`: (re)render an export's model card from its results.json."""
-    from ..model_card import write_model_card_from_results
+    from ..publishing.card.render import write_model_card_from_results
 
     path = write_model_card_from_results(card_args)
     print(f"model card written to {path}")
@@ -119,7 +102,7 @@ def evaluate(data_args: Any, evaluate_args: Any) -> dict[str, Any]:
 
 def push(push_args: Any) -> Any:
     """`feed-hf push`: one commit of an export's shareable files."""
-    from ..hub import push_export
+    from ..publishing.hub import push_export
 
     commit = push_export(
         push_args.export_dir,

@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from ..config import FeedConfig
-from ..data import DataArguments, load_image_splits
-from ..record import hardware_description
-from ..training import train_model
+from ..data.loading import DataArguments, load_image_splits
+from ..publishing.run_record import hardware_description
+from ..training.config.feed_config import FeedConfig
+from ..training.train_model import train_model
 from .evaluation import ensemble_top1
 from .jobs import baseline_config, train_teachers
 

@@ -15,13 +15,13 @@ from timm.data import resolve_model_data_config
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..data import DataArguments, load_image_splits
-from ..files import atomic_write_text
-from ..metrics import top_k_from_logits
-from ..model_formats import is_transformers_spec
-from ..teacher_sources import TeacherSourceError, load_folder_teacher, load_hub_teacher
-from ..teachers import load_teacher_model
-from ..transforms import build_transform, with_pixel_values
+from ..data.loading import DataArguments, load_image_splits
+from ..data.transforms import build_transform, with_pixel_values
+from ..evaluation.metrics import top_k_from_logits
+from ..publishing.files import atomic_write_text
+from ..teachers.frozen import load_teacher_model
+from ..teachers.sources import TeacherSourceError, load_folder_teacher, load_hub_teacher
+from ..transformers_models.formats import is_transformers_spec
 from .backbone_evaluation import run_backbone_evaluation
 
 __all__ = [

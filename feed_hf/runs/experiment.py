@@ -21,10 +21,11 @@ from typing import Any
 import datasets
 import yaml
 
-from ..config import FeedConfig
-from ..data import DataArguments, load_image_splits
-from ..sequential import run_sequential
-from ..training import read_results, train_model
+from ..data.loading import DataArguments, load_image_splits
+from ..training.config.feed_config import FeedConfig
+from ..training.config.readouts import betas
+from ..training.sequential import run_sequential
+from ..training.train_model import read_results, train_model
 from .evaluation import ensemble_top1
 from .jobs import baseline_config
 from .preregistered_tests import analysis_plan, preregistered_tests
@@ -309,7 +310,7 @@ def _check_reusable(finished: dict[str, Any], config: FeedConfig, output_dir: Pa
     wanted = {"seed": config.seed, "teachers": len(config.teachers), "kd_weight": config.kd_weight}
     made = {"seed": finished["seed"], "teachers": len(recorded["teachers"]), "kd_weight": recorded["kd_weight"]}
     if config.teachers and any(config.feed_beta):
-        wanted["feed_beta"] = config.betas(len(config.teachers))
+        wanted["feed_beta"] = betas(config, len(config.teachers))
         made["feed_beta"] = recorded["feed_beta"]
     for key in _METHOD_SETTINGS:  # e.g. an investigation's connector or feature stage
         asked = getattr(config, key)

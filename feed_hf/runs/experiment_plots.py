@@ -6,7 +6,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from ..training import read_results
+from ..training.train_model import read_results
 
 __all__ = ["LABELS", "plot_accuracy", "plot_feed_curves", "plot_paired_differences"]
 

@@ -12,9 +12,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..export_store import is_in_export_store
-from ..files import RESULTS_NAME
-from ..training import read_results
+from ..publishing.export_store import is_in_export_store
+from ..publishing.files import RESULTS_NAME
+from ..training.train_model import read_results
 
 __all__ = ["collect_run_records", "run_records_json"]
 

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..config import FeedConfig
-from ..data import DataArguments
-from ..export_store import is_in_export_store
-from ..files import RESULTS_NAME
-from ..training import read_results
+from ..data.loading import DataArguments
+from ..publishing.export_store import is_in_export_store
+from ..publishing.files import RESULTS_NAME
+from ..training.config.feed_config import FeedConfig
+from ..training.train_model import read_results
 from .analysis import AnalysisArguments, run_analysis
 from .experiment_plots import LABELS, comparison_label, plot_accuracy, plot_feed_curves, plot_paired_differences
 from .experiment_records import run_records_json

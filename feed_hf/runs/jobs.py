@@ -10,10 +10,11 @@ from typing import Any, Literal
 
 import datasets
 
-from ..config import FeedConfig
-from ..data import DataArguments, load_image_splits
-from ..sequential import SequentialArguments, run_sequential
-from ..training import train_model
+from ..data.loading import DataArguments, load_image_splits
+from ..training.config.feed_config import FeedConfig
+from ..training.config.readouts import betas, teacher_feature_index
+from ..training.sequential import SequentialArguments, run_sequential
+from ..training.train_model import train_model
 
 __all__ = [
     "BaselineArguments",
@@ -94,8 +95,8 @@ def baseline_config(args: FeedConfig, kind: BaselineKind, teacher_index: int = 0
         return dataclasses.replace(
             args,
             teachers=[args.teachers[teacher_index]],
-            feed_beta=[args.betas(len(args.teachers))[teacher_index]],
-            teacher_feature_indices=[args.teacher_feature_index(teacher_index, len(args.teachers))],
+            feed_beta=[betas(args, len(args.teachers))[teacher_index]],
+            teacher_feature_indices=[teacher_feature_index(args, teacher_index, len(args.teachers))],
             teacher_feature_modules=args.teacher_feature_modules[teacher_index : teacher_index + 1],
         )
     raise ValueError(f"unknown baseline {kind!r}; choose 'ce', 'kd' or 'single_feed'")

@@ -1,6 +1,6 @@
 """`feed-hf store push|pull|info`: teacher store parts to and from a Hub dataset repo, and what a store holds.
 
-The work is `feed_hf.store_hub` (push, pull, verification) and `feed_hf.store_card` (the facts of each part);
+The work is `feed_hf.store.hub` (push, pull, verification) and `feed_hf.store.card` (the facts of each part);
 these are the command-line faces, one dataclass each.
 """
 
@@ -46,14 +46,14 @@ def _say(line: str) -> None:
 
 
 def _root(folder: str | None) -> Path:
-    from ..teacher_store import default_store_root
+    from ..store.reader import default_store_root
 
     return Path(folder) if folder else default_store_root()
 
 
 def store_push(args: StorePushArguments) -> dict[str, Any]:
     """Push the complete parts of a store folder missing from the repo, each verified in full, with its card."""
-    from ..store_hub import push_store
+    from ..store.hub import push_store
 
     sha, added = push_store(_root(args.teacher_store_dir), args.repo_id, args.parts or None, private=args.private)
     if sha is None:
@@ -65,7 +65,7 @@ def store_push(args: StorePushArguments) -> dict[str, Any]:
 
 def store_pull(args: StorePullArguments) -> dict[str, Any]:
     """Pull the repo's parts not in the store folder, each verified in full before it is moved into place."""
-    from ..store_hub import pull_store
+    from ..store.hub import pull_store
 
     sha, pulled = pull_store(args.repo_id, _root(args.teacher_store_dir), args.parts or None)
     _say(f"pulled {len(pulled)} part(s) of {args.repo_id} at {sha}" + (f": {', '.join(pulled)}" if pulled else ""))
@@ -74,9 +74,9 @@ def store_pull(args: StorePullArguments) -> dict[str, Any]:
 
 def store_info(args: StoreInfoArguments) -> list[dict[str, Any]]:
     """One line per part (teacher, map, images, views, storage, size) of a local store folder or a Hub repo."""
-    from ..store_card import part_summary
-    from ..store_hub import hub_manifests, local_parts
-    from ..store_integrity import read_manifest
+    from ..store.card import part_summary
+    from ..store.hub import hub_manifests, local_parts
+    from ..store.integrity import read_manifest
 
     if args.repo_id:
         manifests = hub_manifests(args.repo_id)

@@ -1,0 +1,1 @@
+"""Data: image datasets (Hub, folders, streams), labels, transforms, pixel values."""

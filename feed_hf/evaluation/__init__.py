@@ -1,0 +1,1 @@
+"""Evaluation: metrics and backbone probes of a trained student."""

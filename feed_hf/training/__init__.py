@@ -1,0 +1,1 @@
+"""Training: the config, the FeedTrainer, its callbacks and the run helpers around Trainer."""

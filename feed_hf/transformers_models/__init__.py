@@ -1,0 +1,1 @@
+"""transformers-format models as FEED teachers and students: their maps, preprocessing, sources."""
