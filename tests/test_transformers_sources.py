@@ -23,11 +23,15 @@ from feed_hf.transformers_models.teachers import load_transformers_teacher
 PICKLE_REFUSED = r"pickle file \('pytorch_model\.bin'\).*Convert it to model\.safetensors.*teacher_allow_pickle=True"
 PIXELS = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
 
+# The same weights through another call path (hidden states vs the model's own output, another batch layout):
+# CPU kernels may block the reductions differently with the thread count, ~6e-8 apart (measured at 1 thread).
+SAME_MATH = {"rtol": 1e-5, "atol": 1e-6}
+
 
 def _same_map(teacher, model) -> None:
     with torch.no_grad():
         expected = model(PIXELS).last_hidden_state[:, 1:].reshape(2, 4, 4, -1).permute(0, 3, 1, 2)
-        torch.testing.assert_close(teacher.feature_map(PIXELS), expected, rtol=0, atol=0)
+        torch.testing.assert_close(teacher.feature_map(PIXELS), expected, **SAME_MATH)
 
 
 def _pickle_only(folder, model) -> None:
@@ -90,12 +94,12 @@ def test_each_family_from_the_hub_is_pinned_offline_and_under_the_pickle_policy(
             offline = load_transformers_teacher(f"hf-hub:tester/f1-family-{family}@{sha}")
             assert len(loopback_hub.requests_seen) == seen
         for teacher in (online, offline):
-            torch.testing.assert_close(teacher.feature_map(PIXELS), expected, rtol=0, atol=0)
+            torch.testing.assert_close(teacher.feature_map(PIXELS), expected, **SAME_MATH)
         _pickle_only(tmp_path, model)
         with pytest.raises(TeacherSourceError, match=PICKLE_REFUSED):
             load_transformers_teacher(str(tmp_path))
         pickled = load_transformers_teacher(str(tmp_path), allow_pickle=True)
-        torch.testing.assert_close(pickled.feature_map(PIXELS), expected, rtol=0, atol=0)
+        torch.testing.assert_close(pickled.feature_map(PIXELS), expected, **SAME_MATH)
 
 
 def test_hub_teacher_is_pinned_and_loads_offline_from_the_cache(loopback_hub, tmp_path, monkeypatch):

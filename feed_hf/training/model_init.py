@@ -12,6 +12,7 @@ from torch import nn
 from transformers.trainer_utils import number_of_arguments
 
 from ..method.modeling import FeedStudent, build_feed_student
+from .agglomeration import attach_summary_connectors
 from .config.checks import check_feed_config
 from .config.readouts import betas, connector_options
 from .resolution import set_student_input_size
@@ -50,6 +51,7 @@ class FreshStudents:
         feed_student = build_feed_student(
             student, distilled, args.student_feature_index, args.student_feature_module, **connector_options(args)
         )
+        attach_summary_connectors(feed_student, teachers, args)  # none unless feed_summary_weight > 0
         return feed_student.to(memory_format=torch.channels_last) if args.channels_last else feed_student
 
     def input_size(self) -> tuple[int, int] | None:
