@@ -8,7 +8,8 @@ Both arms train `resnet20_cifar` with FEED from the same teacher(s) and `batch_a
 first `num_train` CIFAR-10 training images decoded once to tensors (../shared/data/cifar10-jpeg), and report
 top-1 on the first `num_test` test images: "live" crops/flips each batch and runs the teachers on it; "replayed"
 reads the store (built once, shared by every seed) and replays one of its K recorded crops/flips per image and
-epoch. Prints mean ± std over the seeds and writes JSON (--output_json).
+epoch (stored as `--store_dtype`: bf16 by default, pca_int8 for the compressed store). Prints mean ± std over the
+seeds and writes JSON (--output_json).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class ParityArguments:
     epochs: int = field(default=3, metadata={"help": "Epochs per run."})
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Seeds (one run per arm each)."})
     views: int = field(default=8, metadata={"help": "Views K recorded per image."})
+    store_dtype: str = field(default="bfloat16", metadata={"help": "teacher_store_dtype of the replayed arm."})
     teacher: str = field(
         default="resnet20_cifar",
         metadata={"help": "A teacher spec (e.g. resnet56_cifar=FILE); a bare CIFAR name: random weights, seed 100."},
@@ -52,7 +54,8 @@ def teacher_model(spec: str) -> torch.nn.Module:
 
 
 def run_arm(args: ParityArguments, replayed: bool, seed: int, store_dir: Path, train, test) -> float:
-    options = {"teacher_store": True, "teacher_store_views": args.views, "teacher_store_dir": str(store_dir)}
+    options = {"teacher_store": True, "teacher_store_views": args.views, "teacher_store_dir": str(store_dir),
+               "teacher_store_dtype": args.store_dtype}  # fmt: skip
     trainer = make_trainer(
         store_dir / "run",
         [teacher_model(args.teacher)],
