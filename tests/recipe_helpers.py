@@ -1,8 +1,9 @@
-"""Import the recipe scripts (they live outside the package) and build tiny command lines for them."""
+"""Import the recipe and benchmark scripts (they live outside the package) and build tiny command lines for them."""
 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
@@ -11,6 +12,14 @@ RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 def load_recipe(name: str):
     spec = importlib.util.spec_from_file_location(f"recipe_{name}", RECIPES / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_benchmark(name: str):
+    """benchmarks/NAME.py as module `name`, registered (its dataclasses, and a sibling it imports, look it up)."""
+    spec = importlib.util.spec_from_file_location(name, RECIPES.parent / "benchmarks" / f"{name}.py")
+    module = sys.modules[name] = sys.modules.get(name) or importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 

@@ -1,29 +1,15 @@
 """The agglomeration study (benchmarks/foundation_agglomeration.py): disjoint rows, equal steps and passes in every
 arm as the CLI parses them, and no report over arms of unequal compute."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from recipe_helpers import load_benchmark
 
 from feed_hf.data.split_slices import split_rows
 from feed_hf.runs.arguments import parse_arguments
 from feed_hf_cli import COMMANDS
 
-
-def _load(name):
-    """A benchmark script as module `name` (registered: dataclasses, and the study's import of its sibling)."""
-    spec = importlib.util.spec_from_file_location(
-        name, Path(__file__).resolve().parent.parent / "benchmarks" / f"{name}.py"
-    )
-    module = sys.modules[name] = sys.modules.get(name) or importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_load("label_free_matched")
-study = _load("foundation_agglomeration")
+load_benchmark("label_free_matched")
+study = load_benchmark("foundation_agglomeration")
 
 
 def test_teacher_student_and_probe_rows_are_disjoint_and_sized_as_asked():

@@ -1,17 +1,11 @@
 """The matched label-free protocol (benchmarks/label_free_matched.py): disjoint rows, equal steps and passes."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from recipe_helpers import load_benchmark
 
 from feed_hf.data.split_slices import split_rows
 
-_PATH = Path(__file__).resolve().parent.parent / "benchmarks" / "label_free_matched.py"
-_SPEC = importlib.util.spec_from_file_location("label_free_matched", _PATH)
-protocol = sys.modules[_SPEC.name] = importlib.util.module_from_spec(_SPEC)  # dataclasses look it up
-_SPEC.loader.exec_module(protocol)
+protocol = load_benchmark("label_free_matched")
 
 
 def test_teacher_labelled_and_unlabelled_rows_are_disjoint_and_sized_as_asked():

@@ -6,6 +6,7 @@ part of a run reads the settings the same way.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -97,14 +98,18 @@ def summary_distances(config: Any, num_teachers: int) -> list[str]:
     return broadcast_per_teacher("feed_summary_distance", config.feed_summary_distance, num_teachers)
 
 
-_AGGLOMERATION_DEFAULTS = {"feed_map_distance": ["feed_l1"], "feed_summary_weight": [0.0],
-                           "feed_summary_distance": ["feed_l1"], "feed_balance": "none"}  # fmt: skip
+_AGGLOMERATION_FIELDS = ("feed_map_distance", "feed_summary_weight", "feed_summary_distance", "feed_balance")
 
 
 def agglomeration_settings(config: Any) -> dict[str, Any]:
-    """What feed_config.json records of the agglomeration options: nothing when every one is at FEED's default."""
-    settings = {name: getattr(config, name) for name in _AGGLOMERATION_DEFAULTS}
-    if all(settings[name] == default for name, default in _AGGLOMERATION_DEFAULTS.items()):
+    """What feed_config.json records of the agglomeration options: nothing when every one is at its field's default."""
+    fields = {spec.name: spec for spec in dataclasses.fields(config)}
+    defaults = {name: _default(fields[name]) for name in _AGGLOMERATION_FIELDS}
+    if all(getattr(config, name) == default for name, default in defaults.items()):
         return {}
-    return {**{k: list(v) if isinstance(v, list) else v for k, v in settings.items()},
-            "feed_balance_samples": config.feed_balance_samples}  # fmt: skip
+    settings = {name: getattr(config, name) for name in (*_AGGLOMERATION_FIELDS, "feed_balance_samples")}
+    return {name: list(value) if isinstance(value, list) else value for name, value in settings.items()}
+
+
+def _default(spec: dataclasses.Field) -> Any:
+    return spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
