@@ -13,7 +13,6 @@ from feed_hf import FeedConfig, FeedTrainer
 from feed_hf.method.balancing import balance_features
 from feed_hf.method.losses import feed_distance, feed_loss
 from feed_hf.method.summary_features import SummaryConnector
-from feed_hf.training.agglomeration import teacher_summary
 from feed_hf.training.label_free import cross_entropy_term
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -23,6 +22,12 @@ def _trainer(tmp_path, feed_config_factory, synthetic_images, tiny_teachers, **o
     settings = dict(feed_beta=[1.0, 2.0], max_steps=2, **overrides)
     args = feed_config_factory(tmp_path / "run", **settings)
     return FeedTrainer(teachers=tiny_teachers, args=args, train_dataset=synthetic_images(32))
+
+
+def _reference_summary(teacher, pixels):
+    """The teacher's summary by hand: its own head's input, pooled as its head pools it (pre-logits)."""
+    model = teacher.model
+    return model.forward_head(model.forward_features(teacher.prepare_input(pixels)), pre_logits=True).float()
 
 
 def _batch(synthetic_images):
@@ -162,7 +167,7 @@ def test_label_free_eval_loss_is_the_training_objective_with_balance_and_summari
         )
         pooled = student_map.mean(dim=(2, 3))
         for connector, teacher in zip(model.summary_connectors, trainer.teachers, strict=True):
-            target = teacher_summary(teacher, pixels)
+            target = _reference_summary(teacher, pixels)
             expected = expected + 0.5 * feed_distance(connector(pooled), target)
     torch.testing.assert_close(loss, expected)
 
@@ -184,3 +189,41 @@ def test_summary_connectors_are_built_for_model_init_students_too(
     trainer.train()
     assert len(trainer.model.summary_connectors) == 2
     assert any("feed/summary_t1" in entry for entry in trainer.state.log_history)
+
+
+@pytest.mark.parametrize("kd_weight", [0.0, 1.0])
+def test_summary_terms_take_the_summary_from_the_same_teacher_forward_as_the_map(
+    tmp_path, feed_config_factory, synthetic_images, tiny_teachers, kd_weight
+):
+    """With summary terms on (and KD on or off), one training step runs each teacher's trunk once, not twice."""
+    trainer = _trainer(
+        tmp_path,
+        feed_config_factory,
+        synthetic_images,
+        tiny_teachers,
+        feed_summary_weight=[0.5],
+        kd_weight=kd_weight,
+        num_labels=7,  # KD compares class scores: the tiny teachers' 7
+    )
+    calls = []
+    for index, teacher in enumerate(trainer.teachers):
+        trunk = teacher.model.forward_features
+
+        def counted(pixels, _trunk=trunk, _index=index):
+            calls.append(_index)
+            return _trunk(pixels)
+
+        teacher.model.forward_features = counted
+    batch = _batch(synthetic_images)
+    trainer.model.train()
+    trainer.compute_loss(trainer.model, batch)
+    assert sorted(calls) == list(range(len(trainer.teachers)))
+    with torch.no_grad():
+        for teacher in trainer.teachers:
+            feature_map, logits, summary = teacher(batch["pixel_values"], kd_weight > 0, True)
+            alone, alone_logits = teacher(batch["pixel_values"], kd_weight > 0)
+            torch.testing.assert_close(summary, _reference_summary(teacher, batch["pixel_values"]))
+            torch.testing.assert_close(feature_map, alone)
+            assert (logits is None) == (kd_weight == 0)
+            if logits is not None:
+                torch.testing.assert_close(logits, alone_logits)

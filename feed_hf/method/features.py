@@ -56,14 +56,26 @@ class FeatureTap:
 
     def logits_and_map(self, model: nn.Module, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One forward: class logits `[B, K]` and the feature map `[B, C, H, W]`."""
-        if self.module_name is not None:
+        if self.module_name is not None:  # the model's own forward: the module may sit in its head
             logits = model(pixel_values)
             return logits, self._take_captured()
+        head_input, feature_map = self.head_input_and_map(model, pixel_values)
+        return model.forward_head(head_input), feature_map
+
+    def head_input_and_map(self, model: nn.Module, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward: what the model's head reads (`forward_features`' output) and the tapped map `[B, C, H, W]`.
+
+        Logits (`forward_head`) and the summary (`forward_head(..., pre_logits=True)`) both come from the first,
+        so a teacher that gives its map, logits and summary runs its trunk once.
+        """
+        if self.module_name is not None:  # the hooked module runs inside forward_features
+            head_input = model.forward_features(pixel_values)
+            return head_input, self._take_captured()
         if self.index == FINAL_MAP_INDEX:
-            features = model.forward_features(pixel_values)
-            return model.forward_head(features), _as_nchw(model, features, pixel_values.shape[-2:], self.role)
-        final_map, intermediates = model.forward_intermediates(pixel_values, indices=[self.index])
-        return model.forward_head(final_map), intermediates[0]
+            head_input = model.forward_features(pixel_values)
+            return head_input, _as_nchw(model, head_input, pixel_values.shape[-2:], self.role)
+        head_input, intermediates = model.forward_intermediates(pixel_values, indices=[self.index])
+        return head_input, intermediates[0]
 
     def map_only(self, model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
         """The feature map `[B, C, H, W]`, stopping the forward as early as the model allows."""

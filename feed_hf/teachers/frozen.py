@@ -12,6 +12,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..method.features import FeatureTap, common_spatial_size, match_spatial_size, probe_feature_shape
+from ..method.summary_features import timm_summary
 from ..transformers_models.formats import is_transformers_spec, transformers_spec_parts
 from ..transformers_models.teachers import load_transformers_teacher
 from .sources import (
@@ -236,14 +237,15 @@ class FrozenTeacher(nn.Module):
 
     @torch.no_grad()
     def forward(
-        self, pixel_values: torch.Tensor, with_logits: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Student-normalised pixels `[B, 3, H, W]` → (feature map `[B, C_t, *compare_size]`, logits or None)."""
+        self, pixel_values: torch.Tensor, with_logits: bool = False, with_summary: bool = False
+    ) -> tuple[torch.Tensor, ...]:
+        """Student-normalised pixels `[B, 3, H, W]` → (feature map `[B, C_t, *compare_size]`, logits or None), and
+        with `with_summary` a third item, the summary `[B, D]` in fp32 (`timm_summary`), all from one forward."""
         pixel_values = self.prepare_input(pixel_values)
         with torch.autocast(
             pixel_values.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
         ):
-            return self._extract(pixel_values, with_logits)
+            return self._extract(pixel_values, with_logits, with_summary)
 
     def prepare_input(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Student-normalised pixels → this teacher's input: re-normalised, resized to its size, its memory format."""
@@ -258,8 +260,13 @@ class FrozenTeacher(nn.Module):
         return pixel_values.contiguous(memory_format=self.memory_format)
 
     def _extract_features(
-        self, pixel_values: torch.Tensor, with_logits: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self, pixel_values: torch.Tensor, with_logits: bool, with_summary: bool = False
+    ) -> tuple[torch.Tensor, ...]:
+        if with_summary:  # the trunk once: map, and from its head input the summary (and logits)
+            head_input, feature_map = self.feature_tap.head_input_and_map(self.model, pixel_values)
+            logits = self.model.forward_head(head_input) if with_logits else None
+            summary = timm_summary(self.model, head_input).float()
+            return match_spatial_size(feature_map, self.compare_size), logits, summary
         if with_logits:
             logits, feature_map = self.feature_tap.logits_and_map(self.model, pixel_values)
         else:

@@ -6,7 +6,8 @@ here is a no-op or calls `losses.feed_loss` exactly as before, so FEED as publis
 
 - Summary: per teacher with weight w_n > 0, a `SummaryConnector` (kept in `FeedStudent.summary_connectors`, so the
   optimizer, checkpoints and resume include it) maps the student's pooled tapped map onto the feature the teacher's
-  own head reads (`timm_summary`: `forward_head(forward_features(x), pre_logits=True)`, one more teacher forward).
+  own head reads (`timm_summary`: `forward_head(forward_features(x), pre_logits=True)`), taken from the same
+  teacher forward as its map (`teacher_targets`).
 - Balance: per teacher, a `FeatureBalance` fitted once on the first `feed_balance_samples` train images (through
   the teachers, before training) and applied to its map before the distance; its facts go to feed_config.json's
   `resolved_teachers` entry (`balance`).
@@ -14,7 +15,7 @@ here is a no-op or calls `losses.feed_loss` exactly as before, so FEED as publis
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from timm.data import resolve_model_data_config
@@ -25,25 +26,39 @@ from ..method.balancing import balance_features, fit_balance
 from ..method.feature_moments import ChannelMoments
 from ..method.losses import feed_distance, feed_loss
 from ..method.modeling import student_map_shape
-from ..method.summary_features import SummaryConnector, feature_distance, pooled_summary, summary_loss, timm_summary
+from ..method.summary_features import SummaryConnector, feature_distance, pooled_summary, summary_loss
 from .config.readouts import map_distances, summary_distances, summary_weights, uses_summaries
 
 __all__ = [
     "attach_summary_connectors",
     "balanced_maps",
+    "feed_terms",
     "fit_teacher_balances",
     "map_loss",
     "summary_terms",
-    "teacher_summary",
+    "teacher_targets",
+    "TeacherTargets",
 ]
 
 
-def teacher_summary(teacher: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
-    """A `FrozenTeacher`'s summary `[B, D]` (fp32) of student-normalised pixels, fed as its map is."""
-    inputs = teacher.prepare_input(pixel_values)
-    dtype = teacher.autocast_dtype
-    with torch.no_grad(), torch.autocast(inputs.device.type, dtype=dtype, enabled=dtype is not None):
-        return timm_summary(teacher.model, teacher.model.forward_features(inputs)).float()
+class TeacherTargets(NamedTuple):
+    """What the teachers give for one batch: maps `[B, C_n, H, W]`, logits `[B, K]` (KD on), summaries `[B, D_n]`
+    (summary terms on); a list is empty when its option is off."""
+
+    maps: list[torch.Tensor]
+    logits: list[torch.Tensor]
+    summaries: list[torch.Tensor]
+
+
+def teacher_targets(trainer: Any, pixel_values: torch.Tensor) -> TeacherTargets:
+    """Each teacher's outputs for student-normalised `pixel_values`, one forward per teacher (no autograd)."""
+    with_logits, with_summary = trainer.args.kd_weight > 0, uses_summaries(trainer.args)
+    outputs = [teacher(pixel_values, with_logits, with_summary) for teacher in trainer.teachers]
+    return TeacherTargets(
+        maps=[output[0] for output in outputs],
+        logits=[output[1] for output in outputs if output[1] is not None],
+        summaries=[output[2] for output in outputs] if with_summary else [],
+    )
 
 
 def attach_summary_connectors(feed_student: nn.Module, teachers: nn.ModuleList, args: Any) -> None:
@@ -52,7 +67,7 @@ def attach_summary_connectors(feed_student: nn.Module, teachers: nn.ModuleList, 
         return
     student_channels = student_map_shape(feed_student.student, feed_student.feature_tap)[0]
     probe = torch.zeros(1, *resolve_model_data_config(feed_student.student)["input_size"])
-    connectors = [SummaryConnector(student_channels, teacher_summary(t, probe).shape[1]) for t in teachers]
+    connectors = [SummaryConnector(student_channels, t(probe, with_summary=True)[2].shape[1]) for t in teachers]
     feed_student.summary_connectors = nn.ModuleList(connectors)
 
 
@@ -73,9 +88,11 @@ def map_loss(
 
 
 def summary_terms(
-    trainer: Any, model: nn.Module, outputs: Any, pixel_values: torch.Tensor
+    trainer: Any, model: nn.Module, outputs: Any, teacher_summaries: list[torch.Tensor]
 ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
-    """(Σ w_n·d_sum,n, its log terms `feed/summary` and `feed/summary_t{n}`); (None, {}) without summary terms."""
+    """(Σ w_n·d_sum,n, its log terms `feed/summary` and `feed/summary_t{n}`); (None, {}) without summary terms.
+
+    `teacher_summaries` come with the maps from `teacher_targets` (the same teacher forward)."""
     connectors = getattr(trainer.accelerator.unwrap_model(model), "summary_connectors", None)
     if not uses_summaries(trainer.args):
         return None, {}
@@ -87,13 +104,27 @@ def summary_terms(
         )
     args, count = trainer.args, len(trainer.teachers)
     student_summary = pooled_summary(outputs.student_feature_map)
-    targets = [teacher_summary(teacher, pixel_values) for teacher in trainer.teachers]
     connected = [connector(student_summary) for connector in connectors]
     total, per_teacher = summary_loss(
-        connected, targets, summary_weights(args, count), summary_distances(args, count), args.feed_reduction
+        connected, teacher_summaries, summary_weights(args, count), summary_distances(args, count), args.feed_reduction
     )
     terms = {"feed/summary": total, **{f"feed/summary_t{i}": value for i, value in enumerate(per_teacher)}}
     return total, terms
+
+
+def feed_terms(
+    trainer: Any, model: nn.Module, outputs: Any, teacher_maps: list[torch.Tensor], summaries: list[torch.Tensor]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The FEED part of the loss for a student forward `outputs` (its `connected_feature_maps` and
+    `student_feature_map`): Σβ_n·d_n over the (balanced) teacher maps, plus the summary terms when on; and the
+    logged terms `feed/loss`, `feed/loss_t{n}` (and `feed/summary*`)."""
+    teacher_maps = balanced_maps(trainer.teachers, teacher_maps)  # unchanged unless feed_balance
+    weighted, per_teacher = map_loss(trainer.args, outputs.connected_feature_maps, teacher_maps, trainer.feed_betas)
+    terms = {"feed/loss": weighted, **{f"feed/loss_t{index}": value for index, value in enumerate(per_teacher)}}
+    weighted_summary, summary_log = summary_terms(trainer, model, outputs, summaries)
+    if weighted_summary is None:
+        return weighted, terms
+    return weighted + weighted_summary, {**terms, **summary_log}
 
 
 def balanced_maps(teachers: nn.ModuleList, teacher_maps: list[torch.Tensor]) -> list[torch.Tensor]:

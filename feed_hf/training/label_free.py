@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..method.modeling import FeedStudentOutput
-from .agglomeration import balanced_maps, map_loss, summary_terms
+from .agglomeration import feed_terms, teacher_targets
 
 __all__ = [
     "check_label_free_setup",
@@ -62,13 +62,11 @@ def evaluation_loss(
     feed_student = trainer.accelerator.unwrap_model(model)
     student_pixels = feed_student.as_student_dtype(pixel_values)  # the teachers take the batch as it comes
     logits, student_map = feed_student.feature_tap.logits_and_map(feed_student.student, student_pixels)
-    connected = [connector(student_map) for connector in feed_student.connectors]
-    teacher_maps, _ = trainer.teacher_outputs(pixel_values)
-    teacher_maps = balanced_maps(trainer.teachers, teacher_maps)  # the training objective: balance, distances
-    weighted, _ = map_loss(trainer.args, connected, teacher_maps, trainer.feed_betas)
-    tapped = FeedStudentOutput(logits=logits, student_feature_map=student_map)
-    summary, _ = summary_terms(trainer, model, tapped, pixel_values)  # None without feed_summary_weight
-    return (weighted if summary is None else weighted + summary), FeedStudentOutput(logits=logits)
+    connected = tuple(connector(student_map) for connector in feed_student.connectors)
+    tapped = FeedStudentOutput(logits=logits, connected_feature_maps=connected, student_feature_map=student_map)
+    targets = teacher_targets(trainer, pixel_values)
+    weighted, _ = feed_terms(trainer, model, tapped, targets.maps, targets.summaries)  # the training objective
+    return weighted, FeedStudentOutput(logits=logits)
 
 
 def enable_label_free_evaluation(trainer: Any) -> None:

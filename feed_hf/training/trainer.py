@@ -27,7 +27,7 @@ from ..publishing.student_export import StudentExporter
 from ..publishing.trainer_hub import CARD_KEYWORDS, HubPublisher
 from ..store.cache import IndexedDataset
 from ..teachers.forwards import TeacherForwardCounter
-from .agglomeration import attach_summary_connectors, balanced_maps, fit_teacher_balances, map_loss, summary_terms
+from .agglomeration import attach_summary_connectors, feed_terms, fit_teacher_balances, teacher_targets
 from .checkpoints import CheckpointMarkerCallback, check_resume_compatible, run_signature
 from .collators import SampleIndexCollator, check_collator_for_teacher_outputs
 from .config.feed_config import FeedConfig
@@ -193,10 +193,9 @@ class FeedTrainer(Trainer):
         return self.accelerator.unwrap_model(self.model).student
 
     def teacher_outputs(self, pixel_values: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Each teacher's feature map (and logits when KD is on), one teacher after another, no autograd."""
-        with_logits = self.args.kd_weight > 0
-        outputs = [teacher(pixel_values, with_logits=with_logits) for teacher in self.teachers]
-        return [feature_map for feature_map, _ in outputs], [logits for _, logits in outputs if logits is not None]
+        """Each teacher's feature map (and logits when KD is on), no autograd (summaries too: `teacher_targets`)."""
+        targets = teacher_targets(self, pixel_values)
+        return targets.maps, targets.logits
 
     def compute_loss(
         self,
@@ -217,26 +216,19 @@ class FeedTrainer(Trainer):
             pixel_values = random_crop_flip(
                 pixel_values, self.args.batch_augmentation_padding, flip=self.args.batch_augmentation == "crop_flip"
             )
+        teacher_summaries: list[torch.Tensor] = []  # summary terms are refused with a store or cache
         if self.teacher_feature_cache is not None:
             pixel_values, teacher_maps, teacher_logits = self.teacher_feature_cache.replay(
                 pixel_values, inputs["sample_index"]
             )
         else:
-            teacher_maps, teacher_logits = self.teacher_outputs(pixel_values)
+            teacher_maps, teacher_logits, teacher_summaries = teacher_targets(self, pixel_values)
             check_teacher_maps_once(self, teacher_maps)  # a teacher with NaN/Inf maps stops before the first update
         outputs = model(pixel_values)
         loss, terms = cross_entropy_term(outputs.logits, labels, self.args.label_smoothing_factor)
-        if outputs.connected_feature_maps:
-            teacher_maps = balanced_maps(self.teachers, teacher_maps)  # unchanged unless feed_balance
-            weighted_feed, per_teacher = map_loss(
-                self.args, outputs.connected_feature_maps, teacher_maps, self.feed_betas
-            )
-            loss = loss + weighted_feed
-            terms["feed/loss"] = weighted_feed
-            terms.update({f"feed/loss_t{index}": distance for index, distance in enumerate(per_teacher)})
-            weighted_summary, summary_log = summary_terms(self, model, outputs, pixel_values)
-            if weighted_summary is not None:
-                loss, terms = loss + weighted_summary, {**terms, **summary_log}
+        if outputs.connected_feature_maps:  # Σβ·FEED (+ summary terms), agglomeration.py
+            weighted_feed, feed_log = feed_terms(self, model, outputs, teacher_maps, teacher_summaries)
+            loss, terms = loss + weighted_feed, {**terms, **feed_log}
         if self.args.kd_weight > 0:
             kd = ensemble_kd_loss(outputs.logits, teacher_logits, self.args.kd_temperature)
             loss = loss + self.args.kd_weight * kd
