@@ -49,6 +49,8 @@ from pathlib import Path
 
 from label_free_matched import _argv as train_argv  # a sibling script: `python benchmarks/...` finds it
 from label_free_matched import check_matched  # refuses arms (of one seed) of unequal steps or image passes
+from protocol_runs import METRICS, run_once
+from protocol_runs import judge_backbone as protocol_judge
 from transformers import HfArgumentParser
 
 from feed_hf.runs.statistics import mean_std, paired_comparison
@@ -57,7 +59,6 @@ from feed_hf_cli import run_command
 ROOT = Path(__file__).resolve().parent.parent
 BOTH, CNN_ALONE, VIT_ALONE, CE = "both, no balancing", "CNN teacher alone", "ViT teacher alone", "CE (labels)"
 BALANCED = {"standardize": "both, standardize", "phi_s": "both, PHI-S"}
-METRICS = ("knn", "linear")
 
 
 @dataclass
@@ -115,7 +116,7 @@ class ProtocolArguments:
 
 def _train_argv(args: ProtocolArguments, output_dir: Path, seed: int, rows: str, **options: object) -> list[str]:
     """label_free_matched's arm arguments (same recipe, batch, no mid-run eval or checkpoints), on `args.dataset`."""
-    return train_argv(args, output_dir, seed, rows, dataset=args.dataset, **options)
+    return train_argv(args, output_dir, seed, rows, **options)
 
 
 def train_teachers(args: ProtocolArguments, root: Path) -> dict[str, dict]:
@@ -126,7 +127,8 @@ def train_teachers(args: ProtocolArguments, root: Path) -> dict[str, dict]:
         ("ViT", args.vit_teacher, args.vit_input_size, 102),
     ):
         folder, began = root / f"teacher_{family.lower()}", time.perf_counter()
-        (result,) = run_command(
+        (result,) = run_once(
+            run_command,
             "teachers",
             _train_argv(
                 args,
@@ -140,6 +142,7 @@ def train_teachers(args: ProtocolArguments, root: Path) -> dict[str, dict]:
                 num_train_epochs=args.teacher_epochs,
                 teacher_seeds=[seed],
             ),
+            folder,
         )
         teachers[family] = {
             "dir": str(folder / "teacher_0"),
@@ -155,11 +158,13 @@ def _student_run(args: ProtocolArguments, folder: Path, seed: int, arm: str, tea
     common = {"max_steps": args.matched_steps(), "do_eval": "false", "student": args.student, "input_size": 32}
     rows = args.rows()["students"]
     if arm == CE:
-        result = run_command("baselines", _train_argv(args, folder, seed, rows, baseline="ce", **common))
+        argv = _train_argv(args, folder, seed, rows, baseline="ce", **common)
+        result = run_once(run_command, "baselines", argv, folder)
     else:
         chosen = {CNN_ALONE: ["CNN"], VIT_ALONE: ["ViT"]}.get(arm, ["CNN", "ViT"])
         balance = next((name for name, label in BALANCED.items() if label == arm), "none")
-        result = run_command(
+        result = run_once(
+            run_command,
             "parallel",
             _train_argv(
                 args,
@@ -171,6 +176,7 @@ def _student_run(args: ProtocolArguments, folder: Path, seed: int, arm: str, tea
                 feed_balance=balance,
                 **common,
             ),
+            folder,
         )
     compute = result["compute"]
     seconds = round(time.perf_counter() - began, 1)
@@ -178,37 +184,8 @@ def _student_run(args: ProtocolArguments, folder: Path, seed: int, arm: str, tea
 
 
 def judge_backbone(args: ProtocolArguments, model_dir: str, seed: int) -> dict[str, float]:
-    """`feed-hf evaluate --protocol knn linear` on the export; the top-1s read back from its own results.json."""
-    began = time.perf_counter()
-    run_command(
-        "evaluate",
-        [
-            "--model",
-            model_dir,
-            "--protocol",
-            *METRICS,
-            "--dataset",
-            args.dataset,
-            "--train_split",
-            args.rows()["probe"],
-            "--eval_split",
-            args.test_split,  # so the probe rows are not carved: the probe split is the whole --train_split
-            "--probe_train_split",
-            "train",
-            "--split",
-            args.test_split,
-            "--seed",
-            str(seed),
-            "--batch_size",
-            "256",
-        ],
-    )
-    recorded = json.loads((Path(model_dir) / "results.json").read_text(encoding="utf-8"))["backbone_eval"]
-    (own,) = [report for report in recorded.values() if report.get("is_this_model")]
-    return {
-        **{metric: float(own[metric]["top1"]) for metric in METRICS},
-        "eval_seconds": round(time.perf_counter() - began, 1),
-    }
+    """k-NN and linear-probe top-1 of `model_dir` (protocol_runs.judge_backbone on this study's rows)."""
+    return protocol_judge(run_command, args.dataset, args.rows()["probe"], args.test_split, model_dir, seed)
 
 
 def run_protocol(args: ProtocolArguments) -> dict:
@@ -267,7 +244,8 @@ def write_report(summary: dict, report: Path) -> None:
         "# Label-free agglomeration of a CNN and a ViT teacher into a ResNet, judged as a backbone (CIFAR-10)",
         "",
         f"Command: `python benchmarks/foundation_agglomeration.py` with {json.dumps(summary['arguments'])}.",
-        f"Rows: {json.dumps(summary['rows'])}. {summary['minutes']} min in all.",
+        f"Rows: {json.dumps(summary['rows'])}. {summary['minutes']} min in the invocation that wrote this report "
+        "(a rerun reuses finished runs).",
         f"Every student arm: {facts['steps']} optimizer steps, {facts['passes']} image passes. Teachers: {teachers}.",
     ]
     for metric in METRICS:

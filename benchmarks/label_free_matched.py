@@ -13,14 +13,19 @@ write a comparison whose arms differ).
 Rows of the CIFAR-10 training split, disjoint by construction (`--train_split 'train[a:b]'`, feed_hf.data.split_slices):
   teachers      train[0 : T]            with labels (two ResNet-14s): they never see the students' labelled rows;
   labelled      train[T : T+L]          the only labels any student sees;
-  unlabelled    train[T+L : T+L+U]      images only (label_column none), outside both sets above.
+  unlabelled    train[T+L : T+L+U]      images only (label_column none), outside both sets above;
+  probe         train[T+L+U : +P]       the k-NN memory bank and linear probe rows of the backbone judgement.
 Arms, for each seed (same student initialisation and seed in every arm):
   label-free -> fine-tune   pFEED with labels ignored on the unlabelled rows (E_lf epochs), then CE on the labelled
                             rows from that export (E_ft epochs): S = E_lf*U/B + E_ft*L/B steps in all;
   CE, S steps               CE on the labelled rows for exactly S steps (max_steps);
   pFEED on labels, S steps  CE + FEED from the same teachers on the labelled rows for S steps;
   CE, 2S steps              the convergence check: if CE gains little from twice the steps, S trains it to convergence.
-Top-1 on the 10,000-image test split; paired differences with a paired t test (n = seeds). Writes REPORT.md/.json.
+Top-1 on the 10,000-image test split; paired differences with a paired t test (n = seeds). Judged as a backbone
+too (`feed-hf evaluate --protocol knn linear`, probes fitted on the probe rows, measured on the test split): the
+label-free student before its fine-tuning against the CE student of S steps (paired) and against each teacher
+(reported per seed, not tested). Resumable: a rerun reuses every finished run (protocol_runs.run_once). Writes
+REPORT.md/.json.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from protocol_runs import METRICS, judge_backbone, run_once  # a sibling script: `python benchmarks/...` finds it
 from transformers import HfArgumentParser
 
 from feed_hf.runs.statistics import mean_std, paired_comparison
@@ -38,6 +44,7 @@ from feed_hf_cli import run_command
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = str(ROOT / "recipes" / "configs" / "cifar10_label_free_few_labels.yaml")
 LABEL_FREE, CE, PFEED, CE_LONG = "label-free -> fine-tune", "CE, S steps", "pFEED on labels, S steps", "CE, 2S steps"
+BACKBONE_LABEL_FREE, BACKBONE_CE = "label-free student (no label seen)", "CE student, S steps"
 COMPARED = ((LABEL_FREE, CE), (LABEL_FREE, PFEED), (PFEED, CE), (CE_LONG, CE))
 
 
@@ -47,6 +54,9 @@ class ProtocolArguments:
     teacher_images: int = field(default=10000, metadata={"help": "T: rows train[0:T] train the teachers."})
     labelled: int = field(default=2500, metadata={"help": "L: rows train[T:T+L] are the labelled images."})
     unlabelled: int = field(default=20000, metadata={"help": "U: rows train[T+L:T+L+U], used without labels."})
+    probe_images: int = field(default=5000, metadata={"help": "P: rows after U fit the k-NN/linear probes."})
+    dataset: str = field(default="../shared/data/cifar10-jpeg", metadata={"help": "CIFAR-10 (image/label columns)."})
+    test_split: str = field(default="test", metadata={"help": "Where the backbone probes are measured."})
     batch_size: int = field(default=50, metadata={"help": "B, every arm; L and U must be multiples of it."})
     label_free_epochs: int = field(default=3, metadata={"help": "E_lf: label-free epochs on the unlabelled rows."})
     labelled_epochs: int = field(default=15, metadata={"help": "E_ft: fine-tuning epochs on the labelled rows."})
@@ -63,11 +73,12 @@ class ProtocolArguments:
                 )
 
     def rows(self) -> dict[str, str]:
-        t, lab, u = self.teacher_images, self.labelled, self.unlabelled
+        t, lab, u, p = self.teacher_images, self.labelled, self.unlabelled, self.probe_images
         return {
             "teachers": f"train[:{t}]",
             "labelled": f"train[{t}:{t + lab}]",
             "unlabelled": f"train[{t + lab}:{t + lab + u}]",
+            "probe": f"train[{t + lab + u}:{t + lab + u + p}]",
         }
 
     def matched_steps(self) -> int:
@@ -77,6 +88,8 @@ class ProtocolArguments:
 def _argv(args: ProtocolArguments, output_dir: Path, seed: int, rows: str, **options: object) -> list[str]:
     argv = [
         CONFIG,
+        "--dataset",
+        args.dataset,
         "--output_dir",
         str(output_dir),
         "--seed",
@@ -109,31 +122,27 @@ def _facts(results: dict) -> dict:
 
 def _seed_arms(args: ProtocolArguments, root: Path, seed: int, teachers: list[str]) -> dict[str, dict]:
     rows, steps = args.rows(), args.matched_steps()
-    stage_one = run_command(
+
+    def run(command: str, folder: Path, train_rows: str, **options: object) -> dict:
+        return run_once(run_command, command, _argv(args, folder, seed, train_rows, **options), folder)
+
+    stage_one = run(
         "parallel",
-        _argv(
-            args,
-            root / f"label_free_s{seed}",
-            seed,
-            rows["unlabelled"],
-            label_column="none",
-            num_train_epochs=args.label_free_epochs,
-            max_eval_samples=1000,
-            teachers=teachers,
-        ),
+        root / f"label_free_s{seed}",
+        rows["unlabelled"],
+        label_column="none",
+        num_train_epochs=args.label_free_epochs,
+        max_eval_samples=1000,
+        teachers=teachers,
     )
-    fine_tuned = run_command(
+    fine_tuned = run(
         "baselines",
-        _argv(
-            args,
-            root / f"fine_tuned_s{seed}",
-            seed,
-            rows["labelled"],
-            baseline="ce",
-            input_size=32,
-            num_train_epochs=args.labelled_epochs,
-            student=f"local-dir:{root / f'label_free_s{seed}'}",
-        ),
+        root / f"fine_tuned_s{seed}",
+        rows["labelled"],
+        baseline="ce",
+        input_size=32,
+        num_train_epochs=args.labelled_epochs,
+        student=f"local-dir:{root / f'label_free_s{seed}'}",
     )
     first, second = stage_one["compute"], fine_tuned["compute"]
     label_free = {
@@ -141,16 +150,23 @@ def _seed_arms(args: ProtocolArguments, root: Path, seed: int, teachers: list[st
         "steps": first["optimizer_steps"] + second["optimizer_steps"],
         "passes": first["image_passes"] + second["image_passes"],
     }
-    ce = run_command(
-        "baselines", _argv(args, root / f"ce_s{seed}", seed, rows["labelled"], baseline="ce", max_steps=steps)
-    )
-    pfeed = run_command(
-        "parallel", _argv(args, root / f"pfeed_s{seed}", seed, rows["labelled"], max_steps=steps, teachers=teachers)
-    )
-    ce_long = run_command(
-        "baselines", _argv(args, root / f"ce_long_s{seed}", seed, rows["labelled"], baseline="ce", max_steps=2 * steps)
-    )
+    ce = run("baselines", root / f"ce_s{seed}", rows["labelled"], baseline="ce", max_steps=steps)
+    pfeed = run("parallel", root / f"pfeed_s{seed}", rows["labelled"], max_steps=steps, teachers=teachers)
+    ce_long = run("baselines", root / f"ce_long_s{seed}", rows["labelled"], baseline="ce", max_steps=2 * steps)
     return {LABEL_FREE: label_free, CE: _facts(ce), PFEED: _facts(pfeed), CE_LONG: _facts(ce_long)}
+
+
+def judge(args: ProtocolArguments, model_dir: Path | str, seed: int) -> dict[str, float]:
+    """k-NN and linear-probe top-1 of `model_dir` (protocol_runs.judge_backbone on this protocol's rows)."""
+    return judge_backbone(run_command, args.dataset, args.rows()["probe"], args.test_split, str(model_dir), seed)
+
+
+def _backbones(args: ProtocolArguments, root: Path, seed: int) -> dict[str, dict]:
+    """The label-free student before fine-tuning (no label seen) and the CE student of S steps, as backbones."""
+    return {
+        BACKBONE_LABEL_FREE: judge(args, root / f"label_free_s{seed}", seed),
+        BACKBONE_CE: judge(args, root / f"ce_s{seed}", seed),
+    }
 
 
 def run_protocol(args: ProtocolArguments) -> dict:
@@ -164,15 +180,18 @@ def run_protocol(args: ProtocolArguments) -> dict:
         student="resnet14_cifar",
         teacher_seeds=[101, 102],
     )
-    teachers = run_command("teachers", teacher_argv)
+    teachers = run_once(run_command, "teachers", teacher_argv, root / "teachers")
     teacher_dirs = [str(root / "teachers" / f"teacher_{i}") for i in range(len(teachers))]
     per_seed = {seed: _seed_arms(args, root, seed, teacher_dirs) for seed in args.seeds}
+    backbones = {seed: _backbones(args, root, seed) for seed in args.seeds}
     return {
         "arguments": asdict(args),
         "rows": args.rows(),
         "matched_steps": args.matched_steps(),
         "teachers_top1": [round(float(t["metrics"]["eval_top1"]), 2) for t in teachers],
+        "teacher_backbones": {Path(folder).name: judge(args, folder, 0) for folder in teacher_dirs},
         "per_seed": per_seed,
+        "backbones": backbones,
         "hardware": teachers[0].get("hardware", "not recorded"),
         "minutes": round((time.perf_counter() - started) / 60, 1),
     }
@@ -193,13 +212,17 @@ def write_report(summary: dict, report: Path) -> None:
     top1 = {arm: {seed: arms[arm]["top1"] for seed, arms in per_seed.items()} for arm in next(iter(per_seed.values()))}
     report.parent.mkdir(parents=True, exist_ok=True)
     comparisons = {f"{a} - {b}": paired_comparison(top1[a], top1[b]) for a, b in COMPARED}
-    report.with_suffix(".json").write_text(json.dumps({**summary, "comparisons": comparisons}, indent=2))
+    backbones = backbone_comparisons(summary) if summary.get("backbones") else {}
+    report.with_suffix(".json").write_text(
+        json.dumps({**summary, "comparisons": comparisons, "backbone_comparisons": backbones}, indent=2)
+    )
     first = next(iter(per_seed.values()))
     lines = [
         "# Label-free FEED with few labels, at equal steps and image passes (CIFAR-10, CPU scale)",
         "",
         f"Command: `python benchmarks/label_free_matched.py` with {json.dumps(summary['arguments'])}.",
-        f"Hardware: {summary['hardware']}; {summary['minutes']} min in all. Rows: {json.dumps(summary['rows'])}.",
+        f"Hardware: {summary['hardware']}; {summary['minutes']} min in the invocation that wrote this report (a "
+        f"rerun reuses finished runs). Rows: {json.dumps(summary['rows'])}.",
         f"Every compared arm: {first[CE]['steps']} optimizer steps, {first[CE]['passes']} image passes "
         f"(the convergence check: {first[CE_LONG]['steps']} steps). Teachers' top-1: {summary['teachers_top1']}.",
         "",
@@ -216,14 +239,71 @@ def write_report(summary: dict, report: Path) -> None:
         mdd = "—" if c["mdd"] is None else f"{c['mdd']:.2f}"
         diffs = ", ".join(f"{d:+.2f}" for d in c["differences"])
         lines.append(f"| {name} | {c['mean_difference']:+.2f} | {diffs} | {p} | {mdd} |")
+    lines += backbone_section(summary)
     report.write_text("\n".join(lines) + "\n")
+
+
+def backbone_comparisons(summary: dict) -> dict[str, dict]:
+    """Per metric: the label-free student minus the CE student as backbones (paired over seeds), and each minus each
+    teacher per seed (reported, not tested: the teachers do not vary with the seed)."""
+    backbones = {int(seed): arms for seed, arms in summary.get("backbones", {}).items()}
+    result = {}
+    for metric in METRICS:
+        values = {
+            arm: {seed: backbones[seed][arm][metric] for seed in backbones}
+            for arm in (BACKBONE_LABEL_FREE, BACKBONE_CE)
+        }
+        result[metric] = {
+            "values": values,
+            "tested": paired_comparison(values[BACKBONE_LABEL_FREE], values[BACKBONE_CE]),
+            "versus_teachers": {
+                f"{arm} - {name}": [values[arm][seed] - teacher[metric] for seed in sorted(backbones)]
+                for arm in values
+                for name, teacher in summary["teacher_backbones"].items()
+            },
+        }
+    return result
+
+
+def backbone_section(summary: dict) -> list[str]:
+    if not summary.get("backbones"):
+        return []
+    lines = ["", "## Judged as a backbone (probes fitted on the probe rows, top-1 % on the test split)", ""]
+    teachers = ", ".join(
+        f"{name}: k-NN {t['knn']:.2f}, linear {t['linear']:.2f}" for name, t in summary["teacher_backbones"].items()
+    )
+    lines += [f"Teachers: {teachers}.", "", "| backbone | metric | per seed | mean ± std |", "|---|---|---|---|"]
+    compared = backbone_comparisons(summary)
+    for metric, c in compared.items():
+        for arm, values in c["values"].items():
+            spread = mean_std(list(values.values()))
+            per = ", ".join(f"{values[s]:.2f}" for s in sorted(values))
+            lines.append(f"| {arm} | {metric} | {per} | {spread['mean']:.2f} ± {spread['std']:.2f} |")
+    lines += [
+        "",
+        "| comparison | metric | mean difference | per seed | paired t p (two-sided) | MDD |",
+        "|---|---|---|---|---|---|",
+    ]
+    for metric, c in compared.items():
+        t = c["tested"]
+        p = "—" if t["p"] is None else f"{t['p']:.3f}"
+        mdd = "—" if t["mdd"] is None else f"{t['mdd']:.2f}"
+        diffs = ", ".join(f"{d:+.2f}" for d in t["differences"])
+        name = f"{BACKBONE_LABEL_FREE} - {BACKBONE_CE}"
+        lines.append(f"| {name} | {metric} | {t['mean_difference']:+.2f} | {diffs} | {p} | {mdd} |")
+    lines += ["", "Backbone minus teacher (reported, not tested):", ""]
+    for metric, c in compared.items():
+        for name, diffs in c["versus_teachers"].items():
+            lines.append(f"- {metric}, {name}: {', '.join(f'{d:+.2f}' for d in diffs)}")
+    return lines
 
 
 def main() -> None:
     (args,) = HfArgumentParser(ProtocolArguments).parse_args_into_dataclasses()
     summary = run_protocol(args)
-    write_report(summary, ROOT / args.report)
-    print((ROOT / args.report).read_text())
+    report = Path(args.report) if Path(args.report).is_absolute() else ROOT / args.report
+    write_report(summary, report)
+    print(report.read_text())
 
 
 if __name__ == "__main__":

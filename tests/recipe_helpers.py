@@ -17,7 +17,11 @@ def load_recipe(name: str):
 
 
 def load_benchmark(name: str):
-    """benchmarks/NAME.py as module `name`, registered (its dataclasses, and a sibling it imports, look it up)."""
+    """benchmarks/NAME.py as module `name`, registered (its dataclasses look it up); its sibling imports resolve as
+    under `python benchmarks/NAME.py`, whose folder is first on sys.path."""
+    benchmarks = str(RECIPES.parent / "benchmarks")
+    if benchmarks not in sys.path:
+        sys.path.append(benchmarks)
     spec = importlib.util.spec_from_file_location(name, RECIPES.parent / "benchmarks" / f"{name}.py")
     module = sys.modules[name] = sys.modules.get(name) or importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -9,11 +9,13 @@ protocol = load_benchmark("label_free_matched")
 
 
 def test_teacher_labelled_and_unlabelled_rows_are_disjoint_and_sized_as_asked():
-    args = protocol.ProtocolArguments(teacher_images=300, labelled=100, unlabelled=200, batch_size=50)
+    args = protocol.ProtocolArguments(teacher_images=300, labelled=100, unlabelled=200, probe_images=150, batch_size=50)
     rows = {name: set(split_rows(spec, 50000)) for name, spec in args.rows().items()}
-    assert [len(rows[n]) for n in ("teachers", "labelled", "unlabelled")] == [300, 100, 200]
-    assert not rows["teachers"] & rows["labelled"] and not rows["labelled"] & rows["unlabelled"]
-    assert not rows["teachers"] & rows["unlabelled"]
+    assert [len(rows[n]) for n in ("teachers", "labelled", "unlabelled", "probe")] == [300, 100, 200, 150]
+    names = list(rows)
+    for index, name in enumerate(names):
+        for other in names[index + 1 :]:
+            assert not rows[name] & rows[other], (name, other)
 
 
 def test_the_matched_step_count_is_the_label_free_arms_two_stages():
@@ -32,3 +34,21 @@ def test_a_report_over_arms_of_different_compute_is_refused():
     protocol.check_matched({0: arms})  # the 2S convergence arm differs by design
     with pytest.raises(ValueError, match="different passes"):
         protocol.check_matched({0: {**arms, protocol.CE: {**same, "passes": 299}}})
+
+
+def test_the_backbone_judgement_pairs_the_label_free_student_with_the_ce_student_and_sets_teachers_apart():
+    backbones = {
+        seed: {
+            protocol.BACKBONE_LABEL_FREE: {"knn": 40.0 + seed, "linear": 50.0 + seed},
+            protocol.BACKBONE_CE: {"knn": 38.0 + 2 * seed, "linear": 51.0},
+        }
+        for seed in (0, 1, 2)
+    }
+    summary = {"backbones": backbones, "teacher_backbones": {"teacher_0": {"knn": 45.0, "linear": 60.0}}}
+    compared = protocol.backbone_comparisons(summary)
+    assert compared["knn"]["tested"]["differences"] == [2.0, 1.0, 0.0]
+    assert compared["linear"]["tested"]["differences"] == [-1.0, 0.0, 1.0]
+    versus = compared["knn"]["versus_teachers"][f"{protocol.BACKBONE_LABEL_FREE} - teacher_0"]
+    assert versus == [-5.0, -4.0, -3.0]
+    section = "\n".join(protocol.backbone_section(summary))
+    assert "teacher_0: k-NN 45.00, linear 60.00" in section and "+1.00 | +2.00, +1.00, +0.00" in section
