@@ -168,6 +168,15 @@ def test_holm_and_one_sided_tests_of_known_values():
         analysis_plan("pfeed_9 - ce")
 
 
+def test_equal_paired_differences_get_no_p_value_and_no_mdd_rather_than_certainty():
+    """Every difference +1.0 (zero spread): scipy gives p = 0 and the MDD formula 0; neither is a measurement."""
+    comparison = paired_comparison({0: 2.0, 1: 3.0, 2: 4.0}, {0: 1.0, 1: 2.0, 2: 3.0})
+    assert comparison["mean_difference"] == 1.0 and comparison["sd_difference"] == 0.0
+    assert (comparison["t"], comparison["p"], comparison["mdd"]) == (None, None, None)
+    assert "zero spread" in comparison["note"]
+    assert one_sided_paired(comparison) == {"t_p": None, "wilcoxon_p": None}
+
+
 def _synthetic_summary() -> dict:
     """Five paired seeds with known differences: pFEED − CE = +0.5, 0.5, 0.2, 1.0, 0.3; KD − CE small and mixed."""
     ce = [60.0, 61.0, 59.5, 60.5, 60.2]

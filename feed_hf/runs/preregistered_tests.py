@@ -69,7 +69,8 @@ def tests_section(tests: dict[str, Any]) -> list[str]:
     plan, primary = tests["plan"], tests["primary"]
     lines = ["## Pre-registered tests", ""]
     if primary is None or primary["t_p"] is None:
-        lines += [f"- Primary ({comparison_label(plan['primary'])}): not enough paired seeds to test.", ""]
+        why = "fewer than 2 paired seeds, or every paired difference equal"
+        lines += [f"- Primary ({comparison_label(plan['primary'])}): not testable ({why}).", ""]
     else:
         verdict = "**significant**" if primary["significant"] else "**not significant**"
         wilcoxon = "—" if primary["wilcoxon_p"] is None else f"{primary['wilcoxon_p']:.3f}"

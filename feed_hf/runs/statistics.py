@@ -49,7 +49,8 @@ def minimum_detectable_difference(sd_difference: float, n: int, alpha: float = A
 def paired_comparison(method: dict[int, float], reference: dict[int, float]) -> dict[str, Any]:
     """`method` − `reference` on the seeds both have (values keyed by seed): paired t test and MDD.
 
-    t, df, p and the MDD are None below two pairs; p is two-sided (`scipy.stats.ttest_rel`).
+    t, df, p and the MDD are None below two pairs, and when every difference is the same (zero spread: the t test is
+    undefined, and scipy's p = 0 would claim certainty no data gives); p is two-sided (`scipy.stats.ttest_rel`).
     """
     seeds = sorted(set(method) & set(reference))
     differences = [method[seed] - reference[seed] for seed in seeds]
@@ -67,10 +68,12 @@ def paired_comparison(method: dict[int, float], reference: dict[int, float]) -> 
     }
     if n < 2:
         return result
+    sd = statistics.stdev(differences)
+    if sd == 0:
+        return {**result, "sd_difference": 0.0, "df": n - 1, "note": "zero spread: every paired difference is equal"}
     from scipy import stats
 
     test = stats.ttest_rel([method[s] for s in seeds], [reference[s] for s in seeds])
-    sd = statistics.stdev(differences)
     result.update(
         sd_difference=sd,
         t=_finite_or_none(test.statistic),
