@@ -227,3 +227,47 @@ def test_summary_terms_take_the_summary_from_the_same_teacher_forward_as_the_map
             assert (logits is None) == (kd_weight == 0)
             if logits is not None:
                 torch.testing.assert_close(logits, alone_logits)
+
+
+@pytest.mark.parametrize("balance", ["standardize", "phi_s"])
+def test_balancing_on_a_teacher_store_reads_the_stored_maps_and_a_reusing_run_makes_no_teacher_forward(
+    tmp_path, feed_config_factory, synthetic_images, tiny_teachers, balance
+):
+    from feed_hf.method.balancing import fit_balance
+    from feed_hf.method.feature_moments import ChannelMoments
+
+    records, trainers = [], []
+    for run in ("first", "second"):
+        config = feed_config_factory(tmp_path / run, feed_beta=[1.0, 2.0], max_steps=1, teacher_store=True,
+                                     teacher_store_views=2, batch_augmentation="crop_flip",
+                                     teacher_store_dir=str(tmp_path / "stores"), feed_balance=balance,
+                                     feed_balance_samples=16)  # fmt: skip
+        trainer = FeedTrainer(teachers=tiny_teachers, args=config, train_dataset=synthetic_images(24))
+        trainer.train()
+        trainers.append(trainer)
+        records.append(json.loads((tmp_path / run / "results.json").read_text()))
+    assert records[0]["teacher_forwards"]["images"] == 2 * 24 * 2  # the store's views only: none for the statistics
+    assert records[1]["teacher_forwards"]["images"] == 0
+    store = trainers[1].teacher_feature_cache
+    for index, teacher in enumerate(trainers[1].teachers):
+        moment = ChannelMoments(teacher.feature_shape[0])
+        moment.update(store.stored_maps(torch.arange(16), torch.device("cpu"))[index])
+        expected = fit_balance(moment, balance)
+        torch.testing.assert_close(teacher.balance.mean, expected.mean)
+        torch.testing.assert_close(teacher.balance.scale, expected.scale)
+        assert teacher.balance.info["maps_from"] == "the teacher store or cache"
+        assert teacher.balance.info["sample_images"] == "16"
+
+
+def test_balancing_with_cached_teacher_features_fits_on_the_cache_without_more_forwards(
+    tmp_path, feed_config_factory, synthetic_images, tiny_teachers
+):
+    forwards = {}
+    for balance in ("none", "standardize"):
+        config = feed_config_factory(tmp_path / balance, feed_beta=[1.0, 2.0], max_steps=1,
+                                     cache_teacher_features=True, feed_balance=balance,
+                                     feed_balance_samples=16)  # fmt: skip
+        trainer = FeedTrainer(teachers=tiny_teachers, args=config, train_dataset=synthetic_images(24))
+        forwards[balance] = trainer.teacher_forwards.images
+    assert forwards["standardize"] == forwards["none"] == 2 * 24  # the cache's own pass, nothing for the statistics
+    assert all(teacher.balance.info["maps_from"] == "the teacher store or cache" for teacher in trainer.teachers)

@@ -127,6 +127,10 @@ class TeacherFeatureCache:
             [logits[rows].to(device, non_blocking=True) for logits in self.logits],
         )
 
+    def stored_maps(self, sample_index: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
+        """Each teacher's cached map `[B, C, H, W]` of the rows `sample_index`, on `device`."""
+        return self.lookup(sample_index, device)[0]
+
     def replay(
         self, pixel_values: torch.Tensor, sample_index: torch.Tensor
     ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:

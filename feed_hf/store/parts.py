@@ -65,6 +65,7 @@ class ComposedStore:
 
     # One of the K views per image (global RNG, one draw for all parts), its pixels and every part's outputs.
     replay = TeacherStore.replay
+    stored_maps = TeacherStore.stored_maps  # every part's maps through the first view
 
 
 def part_fingerprints(teachers: Sequence[FrozenTeacher], dataset: Dataset, settings: StoreSettings) -> list[str]:

@@ -148,6 +148,10 @@ class TeacherStore:
             draws[:, chosen] = self.shards[shard_id]["augmentation"][:, local, views[chosen]]
         return draws[0], draws[1], draws[2]
 
+    def stored_maps(self, images: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
+        """Each teacher's stored map `[B, C, H, W]` of images `[B]` through their first view (no RNG drawn)."""
+        return self.lookup(images, torch.zeros_like(images), device)[0]
+
     def replay(
         self, pixel_values: torch.Tensor, images: torch.Tensor
     ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:

@@ -136,22 +136,32 @@ def balanced_maps(teachers: nn.ModuleList, teacher_maps: list[torch.Tensor]) -> 
 
 
 def fit_teacher_balances(trainer: Any) -> None:
-    """Fit `feed_balance` once per teacher on the first `feed_balance_samples` train images (no-op for `none`)."""
+    """Fit `feed_balance` once per teacher on the first `feed_balance_samples` train images (no-op for `none`).
+
+    With a teacher store or cache the maps are read from it (a store's first view of each image): a run on a store
+    already built, or pulled, still makes zero teacher forwards. Otherwise the teachers run on those images."""
     args = trainer.args
     if args.feed_balance == "none" or not len(trainer.teachers) or trainer.train_dataset is None:
         return
+    stored = getattr(trainer, "teacher_feature_cache", None)
     moments = [ChannelMoments(teacher.feature_shape[0]) for teacher in trainer.teachers]
     loader = DataLoader(
         trainer.train_dataset, batch_size=args.per_device_eval_batch_size, collate_fn=trainer.data_collator
     )
     seen = 0
     for batch in loader:
-        pixel_values = batch["pixel_values"][: args.feed_balance_samples - seen].to(args.device)
-        for teacher, moment in zip(trainer.teachers, moments, strict=True):
-            moment.update(teacher(pixel_values)[0])
-        seen += len(pixel_values)
+        wanted = args.feed_balance_samples - seen
+        if stored is not None:
+            maps = stored.stored_maps(batch["sample_index"][:wanted], args.device)
+        else:
+            pixel_values = batch["pixel_values"][:wanted].to(args.device)
+            maps = [teacher(pixel_values)[0] for teacher in trainer.teachers]
+        for feature_map, moment in zip(maps, moments, strict=True):
+            moment.update(feature_map)
+        seen += len(maps[0])
         if seen >= args.feed_balance_samples:
             break
     for teacher, moment in zip(trainer.teachers, moments, strict=True):
         teacher.balance = fit_balance(moment, args.feed_balance)
         teacher.balance.info["sample_images"] = str(seen)
+        teacher.balance.info["maps_from"] = "live teachers" if stored is None else "the teacher store or cache"
