@@ -17,6 +17,7 @@ from ..exported_model import exported_model_facts
 from ..files import CARD_NAME, FEED_CONFIG_NAME, MODEL_CONFIG_NAME, RESULTS_NAME
 from ..portable import portable_dataset, portable_teacher_source
 from .backbone import backbone_rows
+from .evidence import evidence_facts, read_evidence
 from .metadata import card_metadata, dataset_label, pipeline_tag
 
 __all__ = [
@@ -38,9 +39,14 @@ _TIMINGS = {"eval_runtime", "eval_samples_per_second", "eval_steps_per_second", 
 
 
 def render_model_card(
-    export_dir: str | Path, results: dict[str, Any], repo_id: str | None = None, baseline_top1: float | None = None
+    export_dir: str | Path,
+    results: dict[str, Any],
+    repo_id: str | None = None,
+    baseline_top1: float | None = None,
+    evidence: dict[str, Any] | None = None,
 ) -> ModelCard:
-    """The card of an exported folder, from its config.json, feed_config.json and `results` (results.json).
+    """The card of an exported folder, from its config.json, feed_config.json and `results` (results.json);
+    `evidence` (`evidence.read_evidence`): the paired-seed results of the experiment the run belongs to.
 
     Sources appear in their portable form (Hub ids, folder names): a card names no path of this machine,
     and its loading code names the repo, or the folder by name when there is no repo yet.
@@ -78,6 +84,7 @@ def render_model_card(
         eval_description=_eval_description(data),
         result_rows=_result_rows(metrics, teachers, baseline_top1) if "eval_top1" in metrics else [],
         metric_rows=metric_rows(metrics),
+        evidence=evidence_facts(evidence),
         feature_extraction=pipeline_tag(results) == "image-feature-extraction",
         needs_import=architecture.endswith("_cifar"),
         timm_id=f"hf-hub:{repo_id}" if repo_id else f"local-dir:{name}",
@@ -125,6 +132,13 @@ class CardArguments:
     baseline_dir: str | None = field(
         default=None, metadata={"help": "A CE-baseline export of the same student: its accuracy joins the table."}
     )
+    evidence: str | None = field(
+        default=None,
+        metadata={
+            "help": "The .json `feed-hf experiment` wrote beside its report (e.g. results/cifar10_cpu_powered.json): "
+            "its paired-seed tests (primary test, every comparison, minimum detectable difference) join the card."
+        },
+    )
 
 
 def write_model_card_from_results(card_args: CardArguments) -> Path:
@@ -136,7 +150,10 @@ def write_model_card_from_results(card_args: CardArguments) -> Path:
     if card_args.baseline_dir:
         baseline_results = json.loads((Path(card_args.baseline_dir) / RESULTS_NAME).read_text())
         baseline_top1 = baseline_results["metrics"].get("eval_top1")
-    return write_model_card(export_dir, results, repo_id=card_args.repo_id, baseline_top1=baseline_top1)
+    evidence = read_evidence(card_args.evidence) if card_args.evidence else None
+    return write_model_card(
+        export_dir, results, repo_id=card_args.repo_id, baseline_top1=baseline_top1, evidence=evidence
+    )
 
 
 def write_model_card(export_dir: str | Path, results: dict[str, Any], **kwargs: Any) -> Path:
