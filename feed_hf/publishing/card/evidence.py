@@ -24,7 +24,7 @@ def read_evidence(path: str | Path) -> dict[str, Any]:
     if not isinstance(report, dict) or not {"methods", "paired"} <= set(report):
         raise ValueError(
             f"--evidence {path}: not an experiment report (it has no 'methods' and 'paired'); give the .json "
-            "`feed-hf experiment` wrote beside its report, e.g. results/cifar10_cpu_powered.json"
+            "`feed-hf experiment` wrote beside its report, e.g. results/cifar10_cpu.json"
         )
     return {**report, "file": path.name}  # the file's name only: a card names no path of this machine
 

@@ -135,7 +135,7 @@ class CardArguments:
     evidence: str | None = field(
         default=None,
         metadata={
-            "help": "The .json `feed-hf experiment` wrote beside its report (e.g. results/cifar10_cpu_powered.json): "
+            "help": "The .json `feed-hf experiment` wrote beside its report (e.g. results/cifar10_cpu.json): "
             "its paired-seed tests (primary test, every comparison, minimum detectable difference) join the card."
         },
     )
