@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.loading import DataArguments
+from ..evaluation.significance import format_p, p_equation
 from ..publishing.export_store import is_in_export_store
 from ..publishing.files import RESULTS_NAME
 from ..training.config.feed_config import FeedConfig
@@ -275,7 +276,7 @@ def paired_section(summary: dict[str, Any], paired_png: Path | None = None) -> l
         return []
     rows = [
         f"| {comparison_label(name)} | {c['n']} | {_signed(c['mean_difference'])} ± {_number(c['sd_difference'])} "
-        f"| {_number(c['t'])} | {c['df'] if c['df'] is not None else '—'} | {_number(c['p'], 3)} "
+        f"| {_number(c['t'])} | {c['df'] if c['df'] is not None else '—'} | {format_p(c['p'])} "
         f"| {_number(c['mdd'])} | "
         + ", ".join(f"s{seed}: {d:+.2f}" for seed, d in zip(c["seeds"], c["differences"], strict=True))
         + " |"
@@ -308,8 +309,8 @@ def verdict(summary: dict[str, Any]) -> str:
         lines.insert(
             0,
             f"- **Pre-registered primary test** ({comparison_label(plan['primary'])} > 0, one-sided paired t, "
-            f"α = {plan['alpha']:g}): {answer} (mean {primary['mean_difference']:+.2f} points, p = "
-            f"{primary['t_p']:.4f}, n = {primary['n']}). The lines below are two-sided and uncorrected.",
+            f"α = {plan['alpha']:g}): {answer} (mean {primary['mean_difference']:+.2f} points, "
+            f"{p_equation(primary['t_p'], 4)}, n = {primary['n']}). The lines below are two-sided and uncorrected.",
         )
     methods, ensembles = summary["methods"], summary.get("ensembles") or {}
     pfeed, ce = methods.get("pfeed_3"), methods.get("ce")
@@ -330,7 +331,7 @@ def _verdict_line(name: str, comparison: dict[str, Any] | None) -> str:
         return f"- {label}: {_signed(mean)} points from {n} pair(s): no paired test (needs 2+ seeds that differ)."
     measured = (
         f"{mean:+.2f} ± {comparison['sd_difference']:.2f} points (mean ± sd of {n} paired differences), paired "
-        f"t = {comparison['t']:.2f}, df = {comparison['df']}, p = {comparison['p']:.3f}"
+        f"t = {comparison['t']:.2f}, df = {comparison['df']}, {p_equation(comparison['p'])}"
     )
     if comparison["p"] < ALPHA:
         direction = "higher" if mean > 0 else "lower"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..evaluation.significance import format_p, p_equation
 from .experiment_plots import comparison_label
 from .statistics import ALPHA, COMPARISONS, holm_adjusted, one_sided_paired
 
@@ -73,11 +74,11 @@ def tests_section(tests: dict[str, Any]) -> list[str]:
         lines += [f"- Primary ({comparison_label(plan['primary'])}): not testable ({why}).", ""]
     else:
         verdict = "**significant**" if primary["significant"] else "**not significant**"
-        wilcoxon = "—" if primary["wilcoxon_p"] is None else f"{primary['wilcoxon_p']:.3f}"
+        wilcoxon = p_equation(primary["wilcoxon_p"])
         lines += [
             f"- Primary, {comparison_label(plan['primary'])}: {primary['mean_difference']:+.2f} points (n = "
-            f"{primary['n']}), one-sided paired t p = {primary['t_p']:.4f}: {verdict} at α = {plan['alpha']:g} "
-            f"(one-sided Wilcoxon p = {wilcoxon}; minimum detectable difference {primary['mdd']:.2f} points).",
+            f"{primary['n']}), one-sided paired t {p_equation(primary['t_p'], 4)}: {verdict} at α = {plan['alpha']:g} "
+            f"(one-sided Wilcoxon {wilcoxon}; minimum detectable difference {primary['mdd']:.2f} points).",
             "",
         ]
     if tests["secondary"]:
@@ -86,8 +87,7 @@ def tests_section(tests: dict[str, Any]) -> list[str]:
             "|---|---|---|---|---|",
         ]
         for name, test in tests["secondary"].items():
-            p = "—" if test["p"] is None else f"{test['p']:.4f}"
-            holm = "—" if test["holm_p"] is None else f"{test['holm_p']:.4f}"
+            p, holm = format_p(test["p"], 4), format_p(test["holm_p"], 4)
             mark = "significant" if test["significant"] else "not significant"
             lines.append(f"| {comparison_label(name)} | {test['mean_difference']:+.2f} | {p} | {holm} | {mark} |")
         lines.append("")

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ...evaluation.significance import format_p, p_equation
+
 __all__ = ["evidence_facts", "read_evidence"]
 
 
@@ -43,7 +45,7 @@ def evidence_facts(report: dict[str, Any] | None) -> dict[str, Any] | None:
                 "method": _mean_std(method),
                 "difference": _signed(comparison.get("mean_difference")),
                 "n": comparison.get("n"),
-                "p": _number(comparison.get("p"), 3),
+                "p": format_p(comparison.get("p")),
                 "mdd": _number(comparison.get("mdd")),
             }
         )
@@ -58,7 +60,7 @@ def _primary(report: dict[str, Any]) -> str:
     verdict = "significant" if primary["significant"] else "not significant"
     return (
         f"Pre-registered primary test, `{plan.get('primary')}` > 0: {_signed(primary['mean_difference'])} points "
-        f"over {primary['n']} paired seeds, one-sided paired t p = {primary['t_p']:.4f}: **{verdict}** at "
+        f"over {primary['n']} paired seeds, one-sided paired t {p_equation(primary['t_p'], 4)}: **{verdict}** at "
         f"α = {plan.get('alpha', 0.05):g}; at this n and spread the design detects a difference of "
         f"{_number(primary.get('mdd'))} points (minimum detectable difference: two-sided α = 0.05, 80 % power)."
     )
