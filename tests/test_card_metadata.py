@@ -154,3 +154,11 @@ def markdown_rows(text: str) -> list[dict[str, str]]:
     lines = [line for line in text.splitlines() if line.startswith("|")]
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     return [dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True)) for line in lines[2:]]
+
+
+def test_a_format_builders_name_recorded_by_an_older_run_is_not_the_datasets_name_on_the_card():
+    from feed_hf.publishing.card.metadata import dataset_label
+
+    assert dataset_label({"dataset_name": "parquet", "dataset": "cifar10-jpeg"}) == "cifar10-jpeg"
+    assert dataset_label({"dataset_name": "imagefolder", "dataset_id": "ns/pets"}) == "ns/pets"
+    assert dataset_label({"dataset_name": "CIFAR-10", "dataset": "cifar10-jpeg"}) == "CIFAR-10"  # a real name wins

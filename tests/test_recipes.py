@@ -43,6 +43,8 @@ def test_feed_parallel_recipe_trains_from_exported_teachers(trained_teachers, tm
     assert tuple(model.pretrained_cfg["input_size"]) == (3, 16, 16)  # the trained resolution is recorded
     card = (tmp_path / "pfeed" / "README.md").read_text()
     assert "teacher_0" in card and f"{results['metrics']['eval_top1']:.2f}" in card
+    for index, teacher in enumerate(teacher_results):  # each teacher's measured top-1 in its row of the card
+        assert f"| {index} | teacher_{index} | `resnet8_cifar` | — | {teacher['metrics']['eval_top1']:.2f} |" in card
     assert "distilled with parallel FEED from 2 teachers" in card
 
 

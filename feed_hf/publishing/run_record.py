@@ -27,6 +27,7 @@ from transformers.modelcard import extract_hyperparameters_from_trainer
 from transformers.trainer import TRAINER_STATE_NAME
 
 from ..teachers.forwards import teacher_feature_record
+from .card.metadata import FORMAT_BUILDERS
 from .card.render import write_model_card
 from .export import write_export_file
 from .feed_record import is_passed_in
@@ -53,7 +54,6 @@ logger = logging.getLogger(__name__)
 
 _HUB_DATA_FILE = re.compile(r"^hf://datasets/([^/@]+/[^/@]+)@")
 # datasets' packaged builders (file formats, never a dataset's name); the installed datasets names more.
-_BUILDERS = {"csv", "json", "pandas", "parquet", "arrow", "text", "imagefolder", "audiofolder", "webdataset", "xml"}
 
 
 _LIBRARIES = ("feed-hf", "torch", "torchvision", "timm", "transformers", "accelerate", "datasets", "huggingface-hub")
@@ -243,7 +243,7 @@ def _derived_facts(dataset: Any, role: str) -> dict[str, Any]:
 def _builders() -> set[str]:
     from datasets.packaged_modules import _PACKAGED_DATASETS_MODULES  # a Dataset was given: datasets is there
 
-    return _BUILDERS | set(_PACKAGED_DATASETS_MODULES)
+    return FORMAT_BUILDERS | set(_PACKAGED_DATASETS_MODULES)
 
 
 def _with_teacher_accuracy(feed: dict[str, Any], teacher_specs: list[str | None]) -> dict[str, Any]:

@@ -17,7 +17,15 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData, hf_hub_downloa
 from ..files import CARD_NAME
 from .backbone import backbone_eval_results
 
-__all__ = ["card_metadata", "dataset_label", "hub_teachers", "model_tags", "pipeline_tag", "teacher_license"]
+__all__ = [
+    "FORMAT_BUILDERS",
+    "card_metadata",
+    "dataset_label",
+    "hub_teachers",
+    "model_tags",
+    "pipeline_tag",
+    "teacher_license",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -75,10 +83,18 @@ def pipeline_tag(results: dict[str, Any]) -> str:
     return "image-feature-extraction" if results.get("label_free") else "image-classification"
 
 
+# datasets' packaged builders: their names ("parquet", "imagefolder") name a file format, never the data.
+FORMAT_BUILDERS = {
+    *("csv", "json", "pandas", "parquet", "arrow", "text", "imagefolder", "audiofolder", "webdataset", "xml"),
+}
+
+
 def dataset_label(data: dict[str, Any]) -> str:
-    """The training data in words: the `dataset_name` given, the embedded set's name, or its Hub id/name."""
+    """The training data in words: the `dataset_name` given, the embedded set's name, or its Hub id/name (a format
+    builder's name recorded by an older run, "parquet", is passed over for the folder's name)."""
     dataset = data.get("dataset") or ""
-    named = data.get("dataset_name") or _EMBEDDED_DATASET_NAMES.get(dataset) or data.get("dataset_id") or dataset
+    given = data.get("dataset_name") if data.get("dataset_name") not in FORMAT_BUILDERS else None
+    named = given or _EMBEDDED_DATASET_NAMES.get(dataset) or data.get("dataset_id") or dataset
     return named or "unnamed data (set dataset_name or dataset_id)"
 
 

@@ -56,7 +56,7 @@ def render_model_card(
     feed = json.loads((export_dir / FEED_CONFIG_NAME).read_text())
     metrics = results.get("metrics", {})
     data = _card_data(results)
-    teachers = [_teacher_row(spec, resolved) for spec, resolved in _zip_teachers(feed)]
+    teachers = [_teacher_row(spec, resolved) for spec, resolved in _zip_teachers(feed, results)]
     facts = exported_model_facts(config, feed)
     architecture = facts["architecture"]
     name = repo_id.split("/")[-1] if repo_id else export_dir.resolve().name  # a folder's name, never its path
@@ -161,8 +161,15 @@ def write_model_card(export_dir: str | Path, results: dict[str, Any], **kwargs: 
     return write_export_file(export_dir, CARD_NAME, str(render_model_card(export_dir, results, **kwargs)))
 
 
-def _zip_teachers(feed: dict) -> list[tuple[str, dict]]:
+def _zip_teachers(feed: dict, results: dict[str, Any]) -> list[tuple[str, dict]]:
+    """(spec, resolved facts) per teacher; a local teacher's top-1 is measured beside it and read when the run is
+    recorded, so it lives in results.json's `feed` record, not in feed_config.json: taken from there."""
     resolved = feed.get("resolved_teachers", [])
+    recorded = (results.get("feed") or {}).get("resolved_teachers") or []
+    resolved = [
+        {**facts, "top1": recorded[index].get("top1")} if facts.get("top1") is None and index < len(recorded) else facts
+        for index, facts in enumerate(resolved)
+    ]
     specs = feed.get("teachers") or [r.get("architecture", "module") for r in resolved]
     return list(zip(specs, resolved, strict=False))
 
