@@ -50,7 +50,7 @@ def main(output_dir: str, store_dir: str, report_dir: str, repo: str | None = No
     built = dict(FORWARDS)
     trainer.train()
     store = trainer.teacher_feature_cache
-    maps, _ = store.lookup(torch.arange(30), torch.full((30,), 2), torch.device("cpu"))
+    maps = store.lookup(torch.arange(30), torch.full((30,), 2), torch.device("cpu")).maps
     report = {
         "rank": config.process_index,
         "world_size": config.world_size,

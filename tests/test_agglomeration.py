@@ -123,7 +123,6 @@ def test_a_per_teacher_map_distance_replaces_eq_2_for_that_teacher_only(
         ({"feed_map_distance": ["l2"]}, "feed_map_distance entry 'l2'"),
         ({"feed_summary_weight": [-1.0]}, "feed_summary_weight must be finite"),
         ({"feed_balance": "zca"}, "feed_balance='zca'"),
-        ({"feed_summary_weight": [1.0], "cache_teacher_features": True, "teachers": ["a"]}, "do not keep"),
     ],
 )
 def test_bad_agglomeration_options_are_refused_by_name(tmp_path, overrides, named):
@@ -271,3 +270,69 @@ def test_balancing_with_cached_teacher_features_fits_on_the_cache_without_more_f
         forwards[balance] = trainer.teacher_forwards.images
     assert forwards["standardize"] == forwards["none"] == 2 * 24  # the cache's own pass, nothing for the statistics
     assert all(teacher.balance.info["maps_from"] == "the teacher store or cache" for teacher in trainer.teachers)
+
+
+def _summary_config(factory, folder, **store_options):
+    return factory(folder, feed_beta=[1.0, 2.0], feed_summary_weight=[0.5, 1.0], max_steps=2, logging_steps=1,
+                   **store_options)  # fmt: skip
+
+
+def test_summary_terms_on_cached_teachers_use_the_cached_summaries_and_no_live_forward(
+    tmp_path, feed_config_factory, synthetic_images, tiny_teachers
+):
+    live = FeedTrainer(teachers=tiny_teachers, args=_summary_config(feed_config_factory, tmp_path / "live"),
+                       train_dataset=synthetic_images(24))  # fmt: skip
+    cached = FeedTrainer(
+        teachers=tiny_teachers,
+        args=_summary_config(feed_config_factory, tmp_path / "cached", cache_teacher_features=True),
+        train_dataset=synthetic_images(24),
+    )
+    assert cached.teacher_forwards.images == 2 * 24  # the cache's one pass gave maps and summaries
+    cached.model.load_state_dict(live.model.state_dict())  # same student, connectors and summary connectors
+    data = synthetic_images(24)
+    inputs = {"pixel_values": data.pixels[:8], "labels": data.labels[:8], "sample_index": torch.arange(8)}
+    for index, teacher in enumerate(cached.teachers):  # the cached summary is the teacher's own, row by row
+        stored = cached.teacher_feature_cache.lookup(torch.arange(8), torch.device("cpu")).summaries[index]
+        torch.testing.assert_close(stored, _reference_summary(teacher, data.pixels[:8]))
+    torch.testing.assert_close(
+        cached.compute_loss(cached.model.train(), inputs), live.compute_loss(live.model.train(), inputs)
+    )
+    assert cached.teacher_forwards.images == 2 * 24  # compute_loss read the cache: no teacher ran
+    before = [p.detach().clone() for p in cached.model.summary_connectors.parameters()]
+    cached.train()
+    assert any(not torch.equal(a, b) for a, b in zip(before, cached.model.summary_connectors.parameters(), strict=True))
+    assert any("feed/summary_t1" in entry for entry in cached.state.log_history)
+
+
+def test_summary_terms_on_a_teacher_store_replay_each_views_summary_and_a_reuse_makes_no_teacher_forward(
+    tmp_path, feed_config_factory, synthetic_images, tiny_teachers
+):
+    from feed_hf.store.key import StoreSettings, settings_facts
+
+    store_options = dict(teacher_store=True, teacher_store_views=2, batch_augmentation="crop_flip",
+                         teacher_store_dir=str(tmp_path / "stores"), teacher_store_dtype="float32")  # fmt: skip
+    records, trainers = [], []
+    for run in ("first", "second"):
+        trainer = FeedTrainer(
+            teachers=tiny_teachers,
+            args=_summary_config(feed_config_factory, tmp_path / run, **store_options),
+            train_dataset=synthetic_images(24),
+        )
+        trainer.train()
+        trainers.append(trainer)
+        records.append(json.loads((tmp_path / run / "results.json").read_text()))
+    assert records[0]["teacher_forwards"]["images"] == 2 * 24 * 2  # one forward per view: map and summary
+    assert records[1]["teacher_forwards"]["images"] == 0 and records[1]["teacher_features"] == "store"
+    assert any("feed/summary_t0" in entry for entry in trainers[1].state.log_history)
+    store, pixels = trainers[1].teacher_feature_cache, synthetic_images(24).pixels[:6]
+    torch.manual_seed(0)
+    replayed, targets = store.replay(pixels, torch.arange(6))
+    assert not torch.equal(replayed, pixels)  # cropped/flipped views, each with the summary of what it shows
+    for teacher, summary in zip(trainers[1].teachers, targets.summaries, strict=True):
+        torch.testing.assert_close(summary, _reference_summary(teacher, replayed), rtol=1e-4, atol=1e-5)
+    from feed_hf.store.card import part_summary
+
+    assert part_summary("f", store.parts[0].manifest)["storage"] == "float32 + summaries float32"  # the Hub card
+    # Without summary terms the key is the one stores had before this option: they are found as they were.
+    assert "with_summaries" not in settings_facts(StoreSettings())
+    assert settings_facts(StoreSettings(with_summaries=True))["with_summaries"] is True

@@ -35,8 +35,8 @@ def test_compressed_parts_replay_within_the_stated_error_in_fewer_bytes(tmp_path
     settings = StoreSettings(compression="pca_int8", energy_share=0.999, **VIEWS)
     compressed = open_store_parts(teachers, data, settings, tmp_path / "codes")
     images, views = torch.arange(40).repeat_interleave(2), torch.arange(2).repeat(40)
-    exact_maps, _ = exact.lookup(images, views, torch.device("cpu"))
-    decoded, _ = compressed.lookup(images, views, torch.device("cpu"))
+    exact_maps = exact.lookup(images, views, torch.device("cpu")).maps
+    decoded = compressed.lookup(images, views, torch.device("cpu")).maps
     for teacher, (stored, reference) in enumerate(zip(decoded, exact_maps, strict=True)):
         assert stored.dtype == torch.float32 and stored.shape == reference.shape
         codec = compressed.parts[teacher].codecs[0]  # replay decodes exactly what the codec makes of the fp32 map

@@ -99,9 +99,9 @@ def test_teacher_forwards_are_images_times_views_and_a_second_run_makes_none(
     counts = collections.Counter()
     original_forward = FrozenTeacher.forward
 
-    def counting_forward(self, pixel_values, with_logits=False):
+    def counting_forward(self, pixel_values, *args, **kwargs):
         counts[self.name] += len(pixel_values)
-        return original_forward(self, pixel_values, with_logits)
+        return original_forward(self, pixel_values, *args, **kwargs)
 
     monkeypatch.setattr(FrozenTeacher, "forward", counting_forward)
     for run, beta in enumerate((100.0, 300.0)):  # a β sweep: the second run reuses the first run's store
@@ -125,7 +125,7 @@ def test_each_replayed_view_is_what_the_stored_maps_were_computed_from(tmp_path,
     store = open_or_build_store(teachers, synthetic_images(20), settings, root=tmp_path)
     pixels, images = synthetic_images(20).pixels[:8], torch.arange(8)
     torch.manual_seed(0)
-    replayed, maps, _ = store.replay(pixels, images)
+    replayed, (maps, _, _) = store.replay(pixels, images)
     assert not torch.equal(replayed, pixels)  # cropped/flipped
     for teacher, stored in zip(teachers, maps, strict=True):
         torch.testing.assert_close(stored, teacher(replayed)[0], rtol=1e-4, atol=1e-5)
@@ -148,9 +148,9 @@ def test_simulated_ranks_each_compute_their_block_and_read_the_whole_store(tmp_p
     [thread.join() for thread in threads]
     assert sorted((index, counts) for index, counts in per_rank) == [(0, [30, 30]), (1, [30, 30])]  # 15 images × 2
     images, views = torch.arange(30).repeat_interleave(2), torch.arange(2).repeat(30)
-    expected_maps, expected_logits = single.lookup(images, views, torch.device("cpu"))
+    expected_maps, expected_logits, _ = single.lookup(images, views, torch.device("cpu"))
     for store in stores:
-        maps, logits = store.lookup(images, views, torch.device("cpu"))
+        maps, logits, _ = store.lookup(images, views, torch.device("cpu"))
         assert len(logits) == 2
         for got, want in zip(maps + logits, expected_maps + expected_logits, strict=True):
             torch.testing.assert_close(got.float(), want.float(), rtol=1e-2, atol=1e-2)
@@ -185,7 +185,7 @@ def test_store_builds_and_reads_without_labels(tmp_path, tiny_teachers, syntheti
     store = open_or_build_store(
         _frozen(tiny_teachers), _Unlabeled(synthetic_images(10).pixels), StoreSettings(), root=tmp_path
     )
-    maps, _ = store.lookup(torch.tensor([9, 0]), torch.tensor([0, 0]), torch.device("cpu"))
+    maps = store.lookup(torch.tensor([9, 0]), torch.tensor([0, 0]), torch.device("cpu")).maps
     assert maps[0].shape == (2, 64, 8, 8) and maps[0].dtype == torch.bfloat16
 
 

@@ -34,9 +34,9 @@ def main(data_dir: str, output_dir: str, report_dir: str) -> None:
         DECODED[0] += 1
         return original_decodes(value)
 
-    def counting_forward(self, pixel_values, with_logits=False):
+    def counting_forward(self, pixel_values, *args, **kwargs):
         FORWARDS[0] += len(pixel_values)
-        return original_forward(self, pixel_values, with_logits)
+        return original_forward(self, pixel_values, *args, **kwargs)
 
     images._decodes, FrozenTeacher.forward = counting_decodes, counting_forward
     config = make_feed_config(output_dir, use_cpu=True, max_steps=1, cache_teacher_features=True,

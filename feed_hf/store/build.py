@@ -1,4 +1,5 @@
-"""Building one shard of a teacher store: the recorded crops, one teacher forward per (image, view, teacher).
+"""Building one shard of a teacher store: the recorded crops, one teacher forward per (image, view, teacher) giving
+its map, and from the same forward its logits (KD) and summary (summary terms) when the settings keep them.
 
 Each rank builds the shard of its contiguous block of images (`image_block`) with no coordination: the crops are
 drawn from the store's seed, the same on every rank; the shard is reserved on disk before it is filled
@@ -68,6 +69,8 @@ def shard_specs(
             specs[f"maps_{index}"] = (settings.torch_dtype, (rows, *map_shape))
         if settings.with_logits:
             specs[f"logits_{index}"] = (settings.torch_dtype, (rows, int(teacher.model.num_classes)))
+        if settings.with_summaries:
+            specs[f"summaries_{index}"] = (settings.torch_dtype, (rows, teacher.summary_dim))
     return specs
 
 
@@ -118,7 +121,9 @@ def build_shard(
             rows = local * views + view
             where = f"images {start + first - len(pixels)}..{start + first - 1} (view {view})"
             for index, teacher in enumerate(teachers):
-                feature_map, logits = teacher(seen, with_logits=settings.with_logits)
+                summary = {"with_summary": True} if settings.with_summaries else {}  # (a bare forward otherwise)
+                outputs = teacher(seen, with_logits=settings.with_logits, **summary)
+                feature_map, logits = outputs[:2]
                 check_finite_maps(teacher.name, feature_map, where)
                 tensors[f"maps_{index}"][rows] = (
                     encode_maps(feature_map.float(), codecs[index]).cpu()
@@ -127,6 +132,8 @@ def build_shard(
                 )
                 if logits is not None:
                     tensors[f"logits_{index}"][rows] = _stored(teacher.name, logits, settings.torch_dtype, where)
+                if settings.with_summaries:
+                    tensors[f"summaries_{index}"][rows] = _stored(teacher.name, outputs[2], settings.torch_dtype, where)
     del tensors  # unmaps: the pages are written back to the file
     for written in (path, write_checksums(path)):
         with open(written, "rb+") as file:

@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from transformers import default_data_collator
 
 from ..teachers.frozen import FrozenTeacher, check_finite_maps
+from ..teachers.targets import TeacherTargets
 from .build import image_block
 from .parts import ComposedStore, open_store_parts
 from .reader import StoreSettings
@@ -47,9 +48,11 @@ def open_store_for(
     dataset: Dataset,
     barrier: Callable[[], None],
     gather_object: Callable[[list[Any]], list[Any]] | None = None,
+    with_summaries: bool = False,
 ) -> ComposedStore:
     """The teacher store of a FeedConfig's run (`teacher_store*` and `batch_augmentation*` fields): one part per
-    teacher (`store_parts`), pulled from `teacher_store_repo` or built where absent."""
+    teacher (`store_parts`), pulled from `teacher_store_repo` or built where absent; with each view's teacher
+    summaries too when the run's summary terms need them (`with_summaries`)."""
     check_deterministic(dataset, "teacher_store")
     settings = StoreSettings(
         views=args.teacher_store_views,
@@ -59,6 +62,7 @@ def open_store_for(
         dtype="bfloat16" if args.teacher_store_dtype == "pca_int8" else args.teacher_store_dtype,  # logits' dtype
         compression="pca_int8" if args.teacher_store_dtype == "pca_int8" else "none",  # energy share 0.99
         with_logits=args.kd_weight > 0,
+        with_summaries=with_summaries,
     )
     return open_store_parts(
         teachers,
@@ -73,16 +77,20 @@ def open_store_for(
 
 
 class TeacherFeatureCache:
-    """Every teacher's feature map (and logits, for KD) for every training image, kept on the host.
+    """Every teacher's feature map (and logits, for KD; summary, for the summary terms) for every training image,
+    kept on the host, all from one forward per teacher and image.
 
     Memory: N_images × Σ_teachers C·H·W values in the teachers' output dtype (CIFAR, 50k images,
     one ResNet-56 map of 64×8×8 in fp32: 0.8 GB per teacher; bf16 halves it). Built as the store is: rank r of W
     computes its contiguous block of images only, then the blocks are gathered so every rank holds every row.
     """
 
-    def __init__(self, feature_maps: list[torch.Tensor], logits: list[torch.Tensor]) -> None:
+    def __init__(
+        self, feature_maps: list[torch.Tensor], logits: list[torch.Tensor], summaries: list[torch.Tensor] | None = None
+    ) -> None:
         self.feature_maps = feature_maps
         self.logits = logits
+        self.summaries = summaries or []
 
     @classmethod
     @torch.no_grad()
@@ -96,6 +104,7 @@ class TeacherFeatureCache:
         rank: int = 0,
         world_size: int = 1,
         gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        with_summaries: bool = False,
     ) -> TeacherFeatureCache:
         """The cache of `dataset`; with `world_size` > 1, `gather` concatenates equal-sized tensors across ranks in
         rank order (`Accelerator.gather`)."""
@@ -104,38 +113,40 @@ class TeacherFeatureCache:
         block = Subset(dataset, range(start, end))
         loader = DataLoader(block, batch_size=batch_size, shuffle=False, collate_fn=default_data_collator)
         first_image = default_data_collator([dataset[0]])["pixel_values"][:0]  # an empty batch: shapes, dtypes
-        outputs: list[list[list[torch.Tensor]]] = [[[], []] for _ in teachers]
+        outputs: list[list[list[torch.Tensor]]] = [[[], [], []] for _ in teachers]  # maps, logits, summaries
         for pixels in [batch["pixel_values"] for batch in loader] or [first_image]:
             for index, teacher in enumerate(teachers):
-                feature_map, teacher_logits = teacher(pixels.to(device), with_logits=with_logits)
-                check_finite_maps(teacher.name, feature_map, f"the training images {start}..{end - 1}")
-                outputs[index][0].append(feature_map.cpu())
-                if teacher_logits is not None:
-                    outputs[index][1].append(teacher_logits.cpu())
-        blocks = [(torch.cat(maps), torch.cat(logits) if logits else None) for maps, logits in outputs]
+                summary = {"with_summary": True} if with_summaries else {}  # (a bare forward otherwise)
+                answer = teacher(pixels.to(device), with_logits=with_logits, **summary)
+                check_finite_maps(teacher.name, answer[0], f"the training images {start}..{end - 1}")
+                for kept, value in zip(outputs[index], answer, strict=False):
+                    if value is not None:
+                        kept.append(value.cpu())
+        blocks = [[torch.cat(values) if values else None for values in teacher] for teacher in outputs]
         if world_size > 1:
             sizes = [b - a for a, b in (image_block(len(dataset), r, world_size) for r in range(world_size))]
             move = functools.partial(_gather_blocks, sizes=sizes, gather=gather, device=device)
-            blocks = [(move(maps), None if logits is None else move(logits)) for maps, logits in blocks]
-        return cls([maps for maps, _ in blocks], [logits for _, logits in blocks if logits is not None])
+            blocks = [[None if values is None else move(values) for values in teacher] for teacher in blocks]
+        kept = [[teacher[kind] for teacher in blocks if teacher[kind] is not None] for kind in range(3)]
+        return cls(*kept)
 
-    def lookup(self, sample_index: torch.Tensor, device: torch.device) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The cached (feature maps, logits) of the batch's images, on `device`."""
+    def lookup(self, sample_index: torch.Tensor, device: torch.device) -> TeacherTargets:
+        """The cached (feature maps, logits, summaries) of the batch's images, on `device`."""
         rows = sample_index.cpu()
-        return (
-            [maps[rows].to(device, non_blocking=True) for maps in self.feature_maps],
-            [logits[rows].to(device, non_blocking=True) for logits in self.logits],
+        return TeacherTargets(
+            *(
+                [values[rows].to(device, non_blocking=True) for values in kind]
+                for kind in (self.feature_maps, self.logits, self.summaries)
+            )
         )
 
     def stored_maps(self, sample_index: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
         """Each teacher's cached map `[B, C, H, W]` of the rows `sample_index`, on `device`."""
-        return self.lookup(sample_index, device)[0]
+        return self.lookup(sample_index, device).maps
 
-    def replay(
-        self, pixel_values: torch.Tensor, sample_index: torch.Tensor
-    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-        """The batch's pixels as given (nothing to replay) and its cached (feature maps, logits)."""
-        return pixel_values, *self.lookup(sample_index, pixel_values.device)
+    def replay(self, pixel_values: torch.Tensor, sample_index: torch.Tensor) -> tuple[torch.Tensor, TeacherTargets]:
+        """The batch's pixels as given (nothing to replay) and its cached (feature maps, logits, summaries)."""
+        return pixel_values, self.lookup(sample_index, pixel_values.device)
 
 
 def _gather_blocks(

@@ -38,7 +38,9 @@ def part_summary(fingerprint: str, manifest: dict[str, Any]) -> dict[str, Any]:
 def _storage(settings: dict[str, Any]) -> str:
     compression = settings.get("compression", "none")  # absent from the key of an uncompressed store
     maps = settings["dtype"] if compression == "none" else f"{compression} (energy {settings['energy_share']})"
-    return maps + (f" + logits {settings['dtype']}" if settings["with_logits"] else "")
+    logits = f" + logits {settings['dtype']}" if settings["with_logits"] else ""
+    summaries = f" + summaries {settings['dtype']}" if settings.get("with_summaries") else ""  # absent: none kept
+    return maps + logits + summaries
 
 
 def store_card(repo_id: str, parts: dict[str, dict[str, Any]]) -> str:

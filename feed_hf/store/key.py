@@ -6,8 +6,8 @@ the teacher's path or Hub id does not matter, its weights do), its feature selec
 compared map shape, its autocast dtype and its input re-normalisation; for the data, the number of images, the
 `datasets` fingerprint when there is one and a SHA-256 of a few images' pixels as the model receives them (so a
 change of input size, resize or normalisation is seen); and the store's own settings (views K, the augmentation's
-padding and flip, the draw seed, the storage dtype, whether logits are stored, and the maps' compression with its
-energy share when there is one). Labels are not part of it.
+padding and flip, the draw seed, the storage dtype, whether logits and summaries are stored, and the maps'
+compression with its energy share when there is one). Labels are not part of it.
 Format 2 added the stores' checksums (`store_integrity`): a store of format 1 has another key, so it is rebuilt
 beside the old folder, never opened without checksums.
 """
@@ -43,6 +43,7 @@ class StoreSettings:
     seed: int = 0
     dtype: str = "bfloat16"
     with_logits: bool = False
+    with_summaries: bool = False  # each teacher's summary `[D]` per view, for the summary terms (agglomeration.py)
     compression: str = "none"  # "pca_int8": maps as feature_codec codes (PCA to energy_share, int8), decoded at replay
     energy_share: float = 0.99
 
@@ -114,10 +115,13 @@ def store_key(teachers: Sequence[FrozenTeacher], dataset: Dataset, settings: Sto
 
 
 def settings_facts(settings: StoreSettings) -> dict[str, Any]:
-    """The settings as keyed: without the compression fields when there is none (older stores keep their key)."""
+    """The settings as keyed: without the compression fields when there is none, without `with_summaries` when
+    off (stores built before those options keep their key)."""
     facts = asdict(settings)
     if settings.compression == "none":
         del facts["compression"], facts["energy_share"]
+    if not settings.with_summaries:
+        del facts["with_summaries"]
     return facts
 
 

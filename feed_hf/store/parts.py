@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..teachers.frozen import FrozenTeacher
+from ..teachers.targets import TeacherTargets
 from .key import StoreSettings, store_fingerprint, store_key
 from .nodes import check_shared_store
 from .reader import MANIFEST, TeacherStore, Verification, default_store_root, open_or_build_store
@@ -47,17 +48,10 @@ class ComposedStore:
     def paths(self) -> list[Path]:
         return [part.path for part in self.parts]
 
-    def lookup(
-        self, images: torch.Tensor, views: torch.Tensor, device: torch.device
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Every teacher's stored maps (and logits) of images `[B]` seen through views `[B]`, in teacher order."""
-        maps: list[torch.Tensor] = []
-        logits: list[torch.Tensor] = []
-        for part in self.parts:
-            part_maps, part_logits = part.lookup(images, views, device)
-            maps += part_maps
-            logits += part_logits
-        return maps, logits
+    def lookup(self, images: torch.Tensor, views: torch.Tensor, device: torch.device) -> TeacherTargets:
+        """Every teacher's stored maps (logits, summaries) of images `[B]` seen through views `[B]`, teacher order."""
+        answers = [part.lookup(images, views, device) for part in self.parts]
+        return TeacherTargets(*([value for answer in answers for value in answer[kind]] for kind in range(3)))
 
     def augmentation(self, images: torch.Tensor, views: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The recorded (top, left, flipped) of each (image, view): the same in every part (same key settings)."""

@@ -44,6 +44,7 @@ from torch.utils.data import Dataset
 
 from ..data.transforms import replay_crop_flip
 from ..teachers.frozen import FrozenTeacher
+from ..teachers.targets import TeacherTargets
 from .build import build_shard, image_block, shard_bytes, shard_name
 from .codec import decode_maps
 from .files import map_safetensors
@@ -82,7 +83,7 @@ def default_store_root() -> Path:
 
 
 class TeacherStore:
-    """Read side: maps every shard and answers (feature maps, logits) for (image, view) pairs."""
+    """Read side: maps every shard and answers each teacher's (maps, logits, summaries) for (image, view) pairs."""
 
     def __init__(self, path: Path, manifest: dict[str, Any]) -> None:
         self.path = path
@@ -114,15 +115,16 @@ class TeacherStore:
             verify_shard(path, entry, views, full=verify == "full")
         return cls(path, manifest)
 
-    def lookup(
-        self, images: torch.Tensor, views: torch.Tensor, device: torch.device
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Stored maps `[B, C, H, W]` (and logits `[B, K_cls]`) of images `[B]` seen through views `[B]`, on device."""
+    def lookup(self, images: torch.Tensor, views: torch.Tensor, device: torch.device) -> TeacherTargets:
+        """Stored maps `[B, C, H, W]` (and logits `[B, K_cls]`, summaries `[B, D]` when kept) of images `[B]` seen
+        through views `[B]`, on device."""
         images, views = images.cpu().long(), views.cpu().long()
         shard_ids = torch.searchsorted(self.shard_starts, images, right=True) - 1
         names = [f"maps_{t}" for t in range(self.num_teachers)]
         if self.settings.with_logits:
             names += [f"logits_{t}" for t in range(self.num_teachers)]
+        if self.settings.with_summaries:
+            names += [f"summaries_{t}" for t in range(self.num_teachers)]
         gathered = {
             name: torch.empty((len(images), *self.shards[0][name].shape[1:]), dtype=self.shards[0][name].dtype)
             for name in names
@@ -135,7 +137,8 @@ class TeacherStore:
         moved = {name: tensor.to(device, non_blocking=True) for name, tensor in gathered.items()}
         for index, codec in enumerate(self.codecs or []):
             moved[f"maps_{index}"] = decode_maps(moved[f"maps_{index}"], codec)
-        return [moved[n] for n in names if n.startswith("maps")], [moved[n] for n in names if n.startswith("logits")]
+        kinds = ("maps", "logits", "summaries")
+        return TeacherTargets(*([moved[name] for name in names if name.startswith(kind)] for kind in kinds))
 
     def augmentation(self, images: torch.Tensor, views: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The recorded (top, left, flipped) `[B]` of each (image, view)."""
@@ -150,18 +153,16 @@ class TeacherStore:
 
     def stored_maps(self, images: torch.Tensor, device: torch.device) -> list[torch.Tensor]:
         """Each teacher's stored map `[B, C, H, W]` of images `[B]` through their first view (no RNG drawn)."""
-        return self.lookup(images, torch.zeros_like(images), device)[0]
+        return self.lookup(images, torch.zeros_like(images), device).maps
 
-    def replay(
-        self, pixel_values: torch.Tensor, images: torch.Tensor
-    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+    def replay(self, pixel_values: torch.Tensor, images: torch.Tensor) -> tuple[torch.Tensor, TeacherTargets]:
         """One of the K views per image (global RNG: checkpointed, resumes exactly), its pixels and stored outputs."""
         views = torch.randint(0, self.settings.views, (len(images),))
-        maps, logits = self.lookup(images, views, pixel_values.device)
+        targets = self.lookup(images, views, pixel_values.device)
         if self.settings.augmentation != "none":
             top, left, flipped = self.augmentation(images, views)
             pixel_values = replay_crop_flip(pixel_values, top, left, flipped, self.settings.padding)
-        return pixel_values, maps, logits
+        return pixel_values, targets
 
 
 def _differing_fields(found: dict[str, Any], expected: dict[str, Any]) -> list[str]:

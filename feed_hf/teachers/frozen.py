@@ -214,9 +214,9 @@ class FrozenTeacher(nn.Module):
         self.renormalizes = bool((scale != 1).any() or (shift != 0).any())
         self.register_buffer("input_scale", scale, persistent=False)
         self.register_buffer("input_shift", shift, persistent=False)
-        self.feature_shape = _probe(
-            name, model, self.feature_tap, (student_data_config["input_size"][0], *(self.input_size or student_hw))
-        )
+        self._input_shape = (student_data_config["input_size"][0], *(self.input_size or student_hw))
+        self.feature_shape = _probe(name, model, self.feature_tap, self._input_shape)
+        self._summary_dim: int | None = None
         # Decided once, here: the H×W this teacher's map is compared at (the smaller of its own and the student's).
         own_size = tuple(self.feature_shape[1:])
         self.compare_size: tuple[int, int] = (
@@ -230,6 +230,15 @@ class FrozenTeacher(nn.Module):
             raise ValueError(f"{name}: compiling teachers needs forward_intermediates; drop the feature module hook")
         self._extract = torch.compile(self._extract_features) if compile else self._extract_features
         self.eval()
+
+    @property
+    @torch.no_grad()
+    def summary_dim(self) -> int:
+        """D of the summary `[B, D]` (`timm_summary`), probed once on one blank image at this teacher's input size."""
+        if self._summary_dim is None:
+            probe = torch.zeros(1, *self._input_shape, device=self.input_scale.device)
+            self._summary_dim = int(self._extract_features(probe, False, True)[2].shape[1])  # not compiled
+        return self._summary_dim
 
     def train(self, mode: bool = True) -> FrozenTeacher:
         # Frozen means frozen: `.train()` from a wrapper must not let BatchNorm statistics drift.

@@ -15,10 +15,9 @@ here is a no-op or calls `losses.feed_loss` exactly as before, so FEED as publis
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
-from timm.data import resolve_model_data_config
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -27,6 +26,7 @@ from ..method.feature_moments import ChannelMoments
 from ..method.losses import feed_distance, feed_loss
 from ..method.modeling import student_map_shape
 from ..method.summary_features import SummaryConnector, feature_distance, pooled_summary, summary_loss
+from ..teachers.targets import TeacherTargets
 from .config.readouts import map_distances, summary_distances, summary_weights, uses_summaries
 
 __all__ = [
@@ -39,15 +39,6 @@ __all__ = [
     "teacher_targets",
     "TeacherTargets",
 ]
-
-
-class TeacherTargets(NamedTuple):
-    """What the teachers give for one batch: maps `[B, C_n, H, W]`, logits `[B, K]` (KD on), summaries `[B, D_n]`
-    (summary terms on); a list is empty when its option is off."""
-
-    maps: list[torch.Tensor]
-    logits: list[torch.Tensor]
-    summaries: list[torch.Tensor]
 
 
 def teacher_targets(trainer: Any, pixel_values: torch.Tensor) -> TeacherTargets:
@@ -66,8 +57,7 @@ def attach_summary_connectors(feed_student: nn.Module, teachers: nn.ModuleList, 
     if not uses_summaries(args) or not len(teachers):
         return
     student_channels = student_map_shape(feed_student.student, feed_student.feature_tap)[0]
-    probe = torch.zeros(1, *resolve_model_data_config(feed_student.student)["input_size"])
-    connectors = [SummaryConnector(student_channels, t(probe, with_summary=True)[2].shape[1]) for t in teachers]
+    connectors = [SummaryConnector(student_channels, teacher.summary_dim) for teacher in teachers]
     feed_student.summary_connectors = nn.ModuleList(connectors)
 
 

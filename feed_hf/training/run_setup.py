@@ -13,7 +13,13 @@ from torch import nn
 from ..store.cache import TeacherFeatureCache, open_store_for
 from ..store.parts import ComposedStore
 from ..teachers.frozen import FrozenTeacher, check_kd_classes, load_teacher_model
-from .config.readouts import teacher_autocast_dtype, teacher_feature_index, teacher_feature_module, teacher_input_size
+from .config.readouts import (
+    teacher_autocast_dtype,
+    teacher_feature_index,
+    teacher_feature_module,
+    teacher_input_size,
+    uses_summaries,
+)
 from .label_free import check_label_free_setup, dataset_has_labels
 
 __all__ = ["build_feature_cache", "build_teachers", "read_labels"]
@@ -67,13 +73,16 @@ def build_feature_cache(trainer: Any) -> TeacherFeatureCache | ComposedStore:
     args = trainer.args
     if args.teacher_store:  # every rank builds its block, then maps the whole store
         barrier = trainer.accelerator.wait_for_everyone
-        return open_store_for(args, trainer.teachers, trainer.train_dataset, barrier, gather_object)
+        return open_store_for(
+            args, trainer.teachers, trainer.train_dataset, barrier, gather_object, with_summaries=uses_summaries(args)
+        )
     return TeacherFeatureCache.build(  # sharded like the store: each rank its block, then gathered
         trainer.teachers,
         trainer.train_dataset,
         args.per_device_eval_batch_size,
         args.device,
         with_logits=args.kd_weight > 0,
+        with_summaries=uses_summaries(args),
         rank=args.process_index,
         world_size=args.world_size,
         gather=trainer.accelerator.gather,

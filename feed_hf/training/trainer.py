@@ -216,14 +216,12 @@ class FeedTrainer(Trainer):
             pixel_values = random_crop_flip(
                 pixel_values, self.args.batch_augmentation_padding, flip=self.args.batch_augmentation == "crop_flip"
             )
-        teacher_summaries: list[torch.Tensor] = []  # summary terms are refused with a store or cache
-        if self.teacher_feature_cache is not None:
-            pixel_values, teacher_maps, teacher_logits = self.teacher_feature_cache.replay(
-                pixel_values, inputs["sample_index"]
-            )
+        if self.teacher_feature_cache is not None:  # maps, logits and summaries read back, with the views they saw
+            pixel_values, targets = self.teacher_feature_cache.replay(pixel_values, inputs["sample_index"])
         else:
-            teacher_maps, teacher_logits, teacher_summaries = teacher_targets(self, pixel_values)
-            check_teacher_maps_once(self, teacher_maps)  # a teacher with NaN/Inf maps stops before the first update
+            targets = teacher_targets(self, pixel_values)
+            check_teacher_maps_once(self, targets.maps)  # a teacher with NaN/Inf maps stops before the first update
+        teacher_maps, teacher_logits, teacher_summaries = targets
         outputs = model(pixel_values)
         loss, terms = cross_entropy_term(outputs.logits, labels, self.args.label_smoothing_factor)
         if outputs.connected_feature_maps:  # Σβ·FEED (+ summary terms), agglomeration.py

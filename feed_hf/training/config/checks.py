@@ -203,12 +203,6 @@ def _check_agglomeration_options(config: Any) -> None:
         raise ValueError(f"feed_balance={config.feed_balance!r}: expected one of {list(BALANCE_METHODS)}")
     if config.feed_balance_samples < 2:
         raise ValueError(f"feed_balance_samples must be >= 2 images, got {config.feed_balance_samples}")
-    stores = config.teacher_store or config.cache_teacher_features
-    if uses_summaries(config) and stores:
-        raise ValueError(
-            f"feed_summary_weight={config.feed_summary_weight} needs each teacher's summary, which the teacher store "
-            "and cache_teacher_features do not keep; set feed_summary_weight=0 or run the teachers live"
-        )
     if uses_summaries(config) and all(beta == 0 for beta in config.feed_beta):
         raise ValueError(
             f"feed_summary_weight={config.feed_summary_weight} with every feed_beta 0: the summary is pooled from the "
