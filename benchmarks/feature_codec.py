@@ -2,6 +2,8 @@
 
     python benchmarks/feature_codec.py                         # CPU defaults (a few minutes on 2 cores)
     python benchmarks/feature_codec.py --train_steps 0         # random-weight teachers only (seconds)
+    python benchmarks/feature_codec.py --train_steps 0 --random_teachers false \
+        --teachers runs/foundation_agglomeration/teacher_vit/teacher_0   # trained teachers of your own (any spec)
 
 Setting: each teacher's final map (`forward_features`, ReLU output) on CIFAR-10 images from
 ../shared/data/cifar10-jpeg (random images when that folder is absent, said in the output). Teachers: the CIFAR
@@ -13,6 +15,9 @@ kept channels K, bytes per map, the ratio to today's bf16 store, and the Eq. 2 e
 benchmarks/teacher_store_epoch.py reports bf16's): the floor, Eq. 2 between the decoded and the fp32 map (median
 and max over the maps), and the relative change of Eq. 2 to a random connector output, |L(s, x̂) − L(s, x)| / L(s, x)
 (median). `reference` is Eq. 2 between the fp32 maps of two different images (the scale the floor compares to).
+`--teachers` adds any teacher spec the `teachers` option accepts (a trained folder, `hf-hub:`, a transformers
+repo), tapped exactly as a run with `student` stores it: FrozenTeacher re-normalises and resizes the student's
+images to the teacher's own input and pools its map to the size compared with the student's map.
 """
 
 from __future__ import annotations
@@ -44,12 +49,15 @@ class CodecBenchmarkArguments:
     eval_images: int = field(default=512, metadata={"help": "Test images the error is measured on."})
     train_steps: int = field(default=300, metadata={"help": "CE steps for the trained resnet8_cifar (0: skip it)."})
     batch_size: int = field(default=128, metadata={"help": "Images per step / forward."})
+    teachers: list[str] = field(default_factory=list, metadata={"help": "Teacher specs to measure, as stored."})
+    student: str = field(default="resnet8_cifar", metadata={"help": "The student whose map size `teachers` match."})
+    random_teachers: bool = field(default=True, metadata={"help": "Also measure the random-weight CIFAR nets."})
     output_json: str = field(default="runs/benchmarks/feature_codec.json", metadata={"help": "JSON output."})
 
 
-def cifar_pixels(split: str, count: int) -> tuple[torch.Tensor, torch.Tensor, str]:
-    """`count` normalised images `[N, 3, 32, 32]` and labels of a CIFAR-10 split, or random images if absent."""
-    config = timm.create_model("resnet8_cifar").pretrained_cfg
+def cifar_pixels(split: str, count: int, student: str = "resnet8_cifar") -> tuple[torch.Tensor, torch.Tensor, str]:
+    """`count` images `[N, 3, 32, 32]` normalised as `student`'s, and labels of a CIFAR-10 split (random if absent)."""
+    config = timm.create_model(student).pretrained_cfg
     if not (CIFAR / f"{split}.parquet").is_file():
         generator = torch.Generator().manual_seed(0 if split == "train" else 1)
         return torch.randn(count, 3, 32, 32, generator=generator), torch.zeros(count, dtype=torch.long), "random"
@@ -82,7 +90,21 @@ def trained_teacher(pixels: torch.Tensor, labels: torch.Tensor, steps: int, batc
 
 @torch.no_grad()
 def feature_maps(model: torch.nn.Module, pixels: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
-    return [model.forward_features(pixels[start : start + batch_size]) for start in range(0, len(pixels), batch_size)]
+    """Each batch's final map: `forward_features` of a CIFAR net, or a FrozenTeacher's stored map."""
+    extract = model.forward_features if hasattr(model, "forward_features") else lambda x: model(x)[0]
+    return [extract(pixels[start : start + batch_size]) for start in range(0, len(pixels), batch_size)]
+
+
+def stored_teacher(spec: str, student: str) -> torch.nn.Module:
+    """The teacher `spec` as a run with `student` stores it (its own input, its map pooled to the compared size)."""
+    from feed_hf.method.features import FeatureTap  # noqa: PLC0415 (only this option needs them)
+    from feed_hf.method.modeling import student_map_shape  # noqa: PLC0415
+    from feed_hf.teachers.frozen import FrozenTeacher, load_teacher_model  # noqa: PLC0415
+
+    student_model = timm.create_model(student, num_classes=10)
+    map_size = tuple(student_map_shape(student_model, FeatureTap(student_model, -1, None, role="student"))[1:])
+    config = timm.data.resolve_model_data_config(student_model)
+    return FrozenTeacher(load_teacher_model(spec), config, name=spec, student_map_size=map_size)
 
 
 def eq2_errors(approximate: torch.Tensor, exact: torch.Tensor, reference: float = 1.0) -> dict[str, float]:
@@ -137,20 +159,24 @@ def measure(name: str, model: torch.nn.Module, fit: torch.Tensor, test: torch.Te
 
 def main(argv: list[str] | None = None) -> dict:
     (args,) = HfArgumentParser(CodecBenchmarkArguments).parse_args_into_dataclasses(args=argv)
-    fit_pixels, fit_labels, source = cifar_pixels("train", max(args.fit_images, 5000 if args.train_steps else 0))
-    test_pixels, _, _ = cifar_pixels("test", args.eval_images)
+    fit_pixels, fit_labels, source = cifar_pixels(
+        "train", max(args.fit_images, 5000 if args.train_steps else 0), args.student
+    )
+    test_pixels, _, _ = cifar_pixels("test", args.eval_images, args.student)
     print(
         f"device: {hardware_description()}; {source} images, fit on {args.fit_images} train, measured on "
         f"{args.eval_images} test; Eq. 2 with sum reduction"
     )
     teachers = {}
-    for architecture in ("resnet8_cifar", "resnet56_cifar"):
+    for architecture in ("resnet8_cifar", "resnet56_cifar") if args.random_teachers else ():
         torch.manual_seed(0)
         teachers[f"{architecture} (random)"] = timm.create_model(architecture, num_classes=10).eval()
     if args.train_steps:
         teachers[f"resnet8_cifar ({args.train_steps} CE steps)"] = trained_teacher(
             fit_pixels, fit_labels, args.train_steps, args.batch_size
         )
+    for spec in args.teachers:
+        teachers[spec] = stored_teacher(spec, args.student)
     print(
         "| teacher | setting | K | bytes/map | vs bf16 | Eq. 2 floor median | floor max | floor / reference | rel. ΔL |"
     )

@@ -25,7 +25,7 @@ import torch
 from teacher_store_epoch import cifar_tensors, make_trainer
 from transformers import HfArgumentParser
 
-from feed_hf.publishing.run_record import library_versions
+from feed_hf.publishing.run_record import hardware_description, library_versions
 from feed_hf.teachers.frozen import load_teacher_model
 
 
@@ -47,10 +47,18 @@ class ParityArguments:
 
 
 def teacher_model(spec: str) -> torch.nn.Module:
-    if "=" in spec:
+    """A bare CIFAR architecture name: random weights (seed 100); any other teacher spec (a trained folder,
+    `NAME=FILE`, `hf-hub:`) is loaded as the `teachers` option loads it."""
+    if "=" in spec or ":" in spec or Path(spec).is_dir():
         return load_teacher_model(spec)
     torch.manual_seed(100)
     return timm.create_model(spec, num_classes=10)
+
+
+def store_bytes_per_view(store_dir: Path, images: int, views: int) -> float:
+    """Bytes on disk of the built store (every file but the runs' output folder) per stored image-view."""
+    files = [path for path in store_dir.rglob("*") if path.is_file() and "run" not in path.relative_to(store_dir).parts]
+    return sum(path.stat().st_size for path in files) / (images * views)
 
 
 def run_arm(args: ParityArguments, replayed: bool, seed: int, store_dir: Path, train, test) -> float:
@@ -79,10 +87,22 @@ def main(argv: list[str] | None = None) -> dict:
             for arm in accuracy:
                 accuracy[arm].append(run_arm(args, arm == "replayed", seed, Path(folder), train, test))
                 print(f"seed {seed} {arm}: top-1 {accuracy[arm][-1]:.2f} %", flush=True)
+        bytes_per_view = store_bytes_per_view(Path(folder), args.num_train, args.views)
     summary = {arm: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0) for arm, v in accuracy.items()}
     for arm, (mean, std) in summary.items():
         print(f"{arm}: {mean:.2f} ± {std:.2f} % (n = {len(args.seeds)})")
-    record = {"arguments": asdict(args), "versions": library_versions(), "top1": accuracy, "summary": summary}
+    differences = [replayed - live for live, replayed in zip(accuracy["live"], accuracy["replayed"], strict=True)]
+    print(f"replayed − live per seed: {', '.join(f'{d:+.2f}' for d in differences)}")
+    print(f"store: {bytes_per_view:,.0f} bytes per image-view ({args.store_dtype}, maps + logits + checksums + codec)")
+    record = {
+        "arguments": asdict(args),
+        "device": hardware_description(),
+        "versions": library_versions(),
+        "top1": accuracy,
+        "summary": summary,
+        "replayed_minus_live": differences,
+        "store_bytes_per_image_view": bytes_per_view,
+    }
     Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output_json).write_text(json.dumps(record, indent=1))
     return record
