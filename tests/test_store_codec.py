@@ -1,6 +1,7 @@
 """Compressed teacher store parts (issue 22, item 1): PCA + int8 codes stored, decoded at replay, within the error."""
 
 import json
+import re
 
 import pytest
 import timm
@@ -78,3 +79,36 @@ def test_a_pca_int8_store_trains_and_a_second_run_makes_no_teacher_forward(
         assert all(entry["loss"] == entry["loss"] for entry in trainer.state.log_history if "loss" in entry)
     assert records[0]["teacher_forwards"]["images"] == 2 * (24 + 24 * 2)  # per teacher: codec fit, then the views
     assert records[1]["teacher_forwards"]["images"] == 0 and records[1]["teacher_features"] == "store"
+
+
+def test_the_runs_energy_share_reaches_the_store_key_and_keeps_fewer_components(
+    tmp_path, tiny_teachers, synthetic_images, feed_config_factory
+):
+    from feed_hf import FeedTrainer
+
+    kept = {}
+    for share in (0.5, 0.999):
+        config = feed_config_factory(tmp_path / str(share), max_steps=1, teacher_store=True,
+                                     teacher_store_dtype="pca_int8", teacher_store_energy_share=share,
+                                     teacher_store_dir=str(tmp_path / "stores"))  # fmt: skip
+        trainer = FeedTrainer(teachers=tiny_teachers[:1], args=config, train_dataset=synthetic_images(24))
+        (part,) = trainer.teacher_feature_cache.parts
+        assert part.manifest["key"]["settings"]["energy_share"] == share
+        kept[share] = part.codecs[0].kept_channels
+    assert kept[0.5] < kept[0.999]  # two stores side by side, the lower share with fewer kept components
+    assert len(list((tmp_path / "stores").iterdir())) == 2
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"teacher_store_dtype": "pca_int8", "teacher_store_energy_share": 0.0}, "must be in (0, 1], got 0.0"),
+        ({"teacher_store_dtype": "pca_int8", "teacher_store_energy_share": float("nan")}, "must be in (0, 1]"),
+        ({"teacher_store_energy_share": 0.9}, "applies to pca_int8 codes only, but teacher_store_dtype is 'bfloat16'"),
+    ],
+)
+def test_a_bad_or_unused_energy_share_is_refused_by_name(tmp_path, options, named):
+    from feed_hf import FeedConfig
+
+    with pytest.raises(ValueError, match=re.escape(named)):
+        FeedConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, teacher_store=True, **options)

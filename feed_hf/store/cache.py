@@ -60,7 +60,8 @@ def open_store_for(
         augmentation=args.batch_augmentation,
         seed=args.seed if args.teacher_store_seed is None else args.teacher_store_seed,  # the run's, unless pinned
         dtype="bfloat16" if args.teacher_store_dtype == "pca_int8" else args.teacher_store_dtype,  # logits' dtype
-        compression="pca_int8" if args.teacher_store_dtype == "pca_int8" else "none",  # energy share 0.99
+        compression="pca_int8" if args.teacher_store_dtype == "pca_int8" else "none",
+        energy_share=args.teacher_store_energy_share,
         with_logits=args.kd_weight > 0,
         with_summaries=with_summaries,
     )

@@ -116,6 +116,14 @@ def _check_teacher_store(config: Any) -> None:
         raise ValueError(
             f"teacher_store_dtype must be bfloat16, float16, float32 or pca_int8, got {config.teacher_store_dtype!r}"
         )
+    share = config.teacher_store_energy_share
+    if not (math.isfinite(share) and 0.0 < share <= 1.0):
+        raise ValueError(f"teacher_store_energy_share must be in (0, 1], got {share}; 0.99 keeps 99 % of the variance")
+    if share != 0.99 and config.teacher_store_dtype != "pca_int8":
+        raise ValueError(
+            f"teacher_store_energy_share={share} applies to pca_int8 codes only, but teacher_store_dtype is "
+            f"{config.teacher_store_dtype!r}; set teacher_store_dtype=pca_int8 or drop teacher_store_energy_share"
+        )
     if config.teacher_store_repo is not None and not config.teacher_store:
         raise ValueError(
             f"teacher_store_repo={config.teacher_store_repo!r} pulls a teacher store, but teacher_store is False; "

@@ -218,6 +218,12 @@ class FeedConfig(TrainingArguments):
     teacher_store_dtype: Literal["bfloat16", "float16", "float32", "pca_int8"] = field(
         default="bfloat16", metadata={"help": "Storage of the store's maps (pca_int8: PCA codes); the loss stays fp32."}
     )
+    teacher_store_energy_share: float = field(
+        default=0.99,
+        metadata={
+            "help": "pca_int8 only: share of each teacher's map variance its codes keep, in (0, 1] (in the key)."
+        },
+    )
     teacher_store_seed: int | None = field(
         default=None,
         metadata={"help": "Seed of the store's recorded crops (in its key). Unset: the run's seed; pin to share."},

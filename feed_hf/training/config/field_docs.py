@@ -99,7 +99,12 @@ FEED_ARGS_DOC = """
         teacher_store_views (`int`, *optional*, defaults to `1`):
             Augmented views K recorded per image (>= 1; > 1 needs `batch_augmentation`); training replays one per epoch.
         teacher_store_dtype (`str`, *optional*, defaults to `"bfloat16"`):
-            Storage of maps and logits; `"pca_int8"`: maps as PCA (99 % energy) int8 codes, logits bf16. Loss in fp32.
+            Storage of maps and logits; `"pca_int8"`: maps as PCA int8 codes (`teacher_store_energy_share`), logits
+            bf16. Loss in fp32.
+        teacher_store_energy_share (`float`, *optional*, defaults to `0.99`):
+            With `teacher_store_dtype="pca_int8"`: the share of each teacher's map variance the kept PCA components
+            hold, in (0, 1] (part of the store's key). Lower: fewer bytes, a larger Eq. 2 error (measured per teacher
+            in docs/performance.md). Refused with another `teacher_store_dtype`.
         teacher_store_seed (`int | None`, *optional*, defaults to `None`):
             Seed of the store's recorded crops/flips (part of its key). `None`: the run's `seed`, so each seed of an
             experiment replays its own crops; pin it to share one store across seeds.
