@@ -1,6 +1,7 @@
 """Label-free FEED with few labels, at equal optimizer steps and image passes (issue 23, item 2).
 
     python benchmarks/label_free_matched.py                                   # CPU scale, ~1.5 h on 2 quiet cores
+    python benchmarks/label_free_matched.py --budgets 1 2                     # and every arm again at twice S
     python benchmarks/label_free_matched.py --seeds 0 --labelled 100 --unlabelled 200 --teacher_images 200 \\
         --label_free_epochs 1 --labelled_epochs 1 --teacher_epochs 1 --output_dir runs/lf_smoke --report runs/lf.md
 
@@ -21,6 +22,10 @@ Arms, for each seed (same student initialisation and seed in every arm):
   CE, S steps               CE on the labelled rows for exactly S steps (max_steps);
   pFEED on labels, S steps  CE + FEED from the same teachers on the labelled rows for S steps;
   CE, 2S steps              the convergence check: if CE gains little from twice the steps, S trains it to convergence.
+Budgets (`--budgets m ...`): the whole comparison again with every arm at m*S steps (the label-free arm with m*E_lf
+and m*E_ft epochs, CE and pFEED with m*S steps, the check at 2m*S), each budget in its own report section, so a
+conclusion can be checked against longer training. CE runs are shared between budgets by their step count (CE at
+2S is budget 1's convergence check and budget 2's CE arm: one run).
 Top-1 on the 10,000-image test split; paired differences with a paired t test (n = seeds). Judged as a backbone
 too (`feed-hf evaluate --protocol knn linear`, probes fitted on the probe rows, measured on the test split): the
 label-free student before its fine-tuning against the CE student of S steps (paired) and against each teacher
@@ -38,6 +43,7 @@ from pathlib import Path
 from protocol_runs import METRICS, judge_backbone, run_once  # a sibling script: `python benchmarks/...` finds it
 from transformers import HfArgumentParser
 
+from feed_hf.evaluation.significance import format_p
 from feed_hf.runs.statistics import mean_std, paired_comparison
 from feed_hf_cli import run_command
 
@@ -61,10 +67,13 @@ class ProtocolArguments:
     label_free_epochs: int = field(default=3, metadata={"help": "E_lf: label-free epochs on the unlabelled rows."})
     labelled_epochs: int = field(default=15, metadata={"help": "E_ft: fine-tuning epochs on the labelled rows."})
     teacher_epochs: int = field(default=5, metadata={"help": "Teacher epochs."})
+    budgets: list[int] = field(default_factory=lambda: [1], metadata={"help": "Multiples m: every arm at m*S steps."})
     output_dir: str = field(default="runs/cifar10_label_free_matched", metadata={"help": "Where runs go."})
     report: str = field(default="results/cifar10_label_free_matched.md", metadata={"help": "Report (+ .json)."})
 
     def __post_init__(self) -> None:
+        if not self.budgets or min(self.budgets) < 1 or len(set(self.budgets)) != len(self.budgets):
+            raise ValueError(f"budgets must be distinct multiples >= 1 of S, got {self.budgets}")
         for name in ("labelled", "unlabelled"):
             if getattr(self, name) % self.batch_size:
                 raise ValueError(
@@ -117,42 +126,55 @@ def _facts(results: dict) -> dict:
         "top1": float(results["metrics"]["eval_top1"]),
         "steps": compute["optimizer_steps"],
         "passes": compute["image_passes"],
+        "wall_s": results.get("wall_time_s"),  # as the run recorded it (a reused run keeps its own)
     }
 
 
-def _seed_arms(args: ProtocolArguments, root: Path, seed: int, teachers: list[str]) -> dict[str, dict]:
-    rows, steps = args.rows(), args.matched_steps()
+def arm_folder(root: Path, arm: str, budget: int, seed: int) -> Path:
+    """Budget 1 keeps the first invocation's names (its runs are reused); budget m > 1 adds `_x{m}`."""
+    return root / (f"{arm}_s{seed}" if budget == 1 else f"{arm}_x{budget}_s{seed}")
+
+
+def ce_folder(root: Path, multiple: int, seed: int) -> Path:
+    """The CE run of `multiple`*S steps, whichever budget asks for it: S `ce`, 2S `ce_long`, kS `ce_x{k}`."""
+    return root / ({1: f"ce_s{seed}", 2: f"ce_long_s{seed}"}.get(multiple) or f"ce_x{multiple}_s{seed}")
+
+
+def _seed_arms(args: ProtocolArguments, root: Path, seed: int, teachers: list[str], budget: int = 1) -> dict:
+    rows, steps = args.rows(), budget * args.matched_steps()
 
     def run(command: str, folder: Path, train_rows: str, **options: object) -> dict:
         return run_once(run_command, command, _argv(args, folder, seed, train_rows, **options), folder)
 
     stage_one = run(
         "parallel",
-        root / f"label_free_s{seed}",
+        arm_folder(root, "label_free", budget, seed),
         rows["unlabelled"],
         label_column="none",
-        num_train_epochs=args.label_free_epochs,
+        num_train_epochs=budget * args.label_free_epochs,
         max_eval_samples=1000,
         teachers=teachers,
     )
     fine_tuned = run(
         "baselines",
-        root / f"fine_tuned_s{seed}",
+        arm_folder(root, "fine_tuned", budget, seed),
         rows["labelled"],
         baseline="ce",
         input_size=32,
-        num_train_epochs=args.labelled_epochs,
-        student=f"local-dir:{root / f'label_free_s{seed}'}",
+        num_train_epochs=budget * args.labelled_epochs,
+        student=f"local-dir:{arm_folder(root, 'label_free', budget, seed)}",
     )
     first, second = stage_one["compute"], fine_tuned["compute"]
     label_free = {
         **_facts(fine_tuned),
         "steps": first["optimizer_steps"] + second["optimizer_steps"],
         "passes": first["image_passes"] + second["image_passes"],
+        "wall_s": (stage_one.get("wall_time_s") or 0) + (fine_tuned.get("wall_time_s") or 0),
     }
-    ce = run("baselines", root / f"ce_s{seed}", rows["labelled"], baseline="ce", max_steps=steps)
-    pfeed = run("parallel", root / f"pfeed_s{seed}", rows["labelled"], max_steps=steps, teachers=teachers)
-    ce_long = run("baselines", root / f"ce_long_s{seed}", rows["labelled"], baseline="ce", max_steps=2 * steps)
+    ce = run("baselines", ce_folder(root, budget, seed), rows["labelled"], baseline="ce", max_steps=steps)
+    pfeed_folder = arm_folder(root, "pfeed", budget, seed)
+    pfeed = run("parallel", pfeed_folder, rows["labelled"], max_steps=steps, teachers=teachers)
+    ce_long = run("baselines", ce_folder(root, 2 * budget, seed), rows["labelled"], baseline="ce", max_steps=2 * steps)
     return {LABEL_FREE: label_free, CE: _facts(ce), PFEED: _facts(pfeed), CE_LONG: _facts(ce_long)}
 
 
@@ -161,11 +183,11 @@ def judge(args: ProtocolArguments, model_dir: Path | str, seed: int) -> dict[str
     return judge_backbone(run_command, args.dataset, args.rows()["probe"], args.test_split, str(model_dir), seed)
 
 
-def _backbones(args: ProtocolArguments, root: Path, seed: int) -> dict[str, dict]:
+def _backbones(args: ProtocolArguments, root: Path, seed: int, budget: int = 1) -> dict[str, dict]:
     """The label-free student before fine-tuning (no label seen) and the CE student of S steps, as backbones."""
     return {
-        BACKBONE_LABEL_FREE: judge(args, root / f"label_free_s{seed}", seed),
-        BACKBONE_CE: judge(args, root / f"ce_s{seed}", seed),
+        BACKBONE_LABEL_FREE: judge(args, arm_folder(root, "label_free", budget, seed), seed),
+        BACKBONE_CE: judge(args, ce_folder(root, budget, seed), seed),
     }
 
 
@@ -182,16 +204,19 @@ def run_protocol(args: ProtocolArguments) -> dict:
     )
     teachers = run_once(run_command, "teachers", teacher_argv, root / "teachers")
     teacher_dirs = [str(root / "teachers" / f"teacher_{i}") for i in range(len(teachers))]
-    per_seed = {seed: _seed_arms(args, root, seed, teacher_dirs) for seed in args.seeds}
-    backbones = {seed: _backbones(args, root, seed) for seed in args.seeds}
+    budgets = {}
+    for budget in args.budgets:
+        budgets[budget] = {
+            "matched_steps": budget * args.matched_steps(),
+            "per_seed": {seed: _seed_arms(args, root, seed, teacher_dirs, budget) for seed in args.seeds},
+            "backbones": {seed: _backbones(args, root, seed, budget) for seed in args.seeds},
+        }
     return {
         "arguments": asdict(args),
         "rows": args.rows(),
-        "matched_steps": args.matched_steps(),
         "teachers_top1": [round(float(t["metrics"]["eval_top1"]), 2) for t in teachers],
         "teacher_backbones": {Path(folder).name: judge(args, folder, 0) for folder in teacher_dirs},
-        "per_seed": per_seed,
-        "backbones": backbones,
+        "budgets": budgets,
         "hardware": teachers[0].get("hardware", "not recorded"),
         "minutes": round((time.perf_counter() - started) / 60, 1),
     }
@@ -207,24 +232,50 @@ def check_matched(per_seed: dict[int, dict[str, dict]]) -> None:
 
 
 def write_report(summary: dict, report: Path) -> None:
-    per_seed = {int(seed): arms for seed, arms in summary["per_seed"].items()}
-    check_matched(per_seed)
-    top1 = {arm: {seed: arms[arm]["top1"] for seed, arms in per_seed.items()} for arm in next(iter(per_seed.values()))}
-    report.parent.mkdir(parents=True, exist_ok=True)
-    comparisons = {f"{a} - {b}": paired_comparison(top1[a], top1[b]) for a, b in COMPARED}
-    backbones = backbone_comparisons(summary) if summary.get("backbones") else {}
-    report.with_suffix(".json").write_text(
-        json.dumps({**summary, "comparisons": comparisons, "backbone_comparisons": backbones}, indent=2)
-    )
-    first = next(iter(per_seed.values()))
+    """REPORT.md and .json: the shared facts, then one section per budget (arms, paired comparisons, backbones)."""
+    budgets = {int(budget): facts for budget, facts in summary["budgets"].items()}
     lines = [
         "# Label-free FEED with few labels, at equal steps and image passes (CIFAR-10, CPU scale)",
         "",
         f"Command: `python benchmarks/label_free_matched.py` with {json.dumps(summary['arguments'])}.",
         f"Hardware: {summary['hardware']}; {summary['minutes']} min in the invocation that wrote this report (a "
         f"rerun reuses finished runs). Rows: {json.dumps(summary['rows'])}.",
+        f"Teachers' top-1: {summary['teachers_top1']}.",
+    ]
+    recorded = {}
+    for budget, facts in budgets.items():
+        per_seed = {int(seed): arms for seed, arms in facts["per_seed"].items()}
+        check_matched(per_seed)
+        section, comparisons = budget_section(budget, per_seed)
+        judged = {"backbones": facts.get("backbones"), "teacher_backbones": summary["teacher_backbones"]}
+        lines += section + backbone_section(judged)
+        recorded[budget] = {
+            **facts,
+            "comparisons": comparisons,
+            "backbone_comparisons": backbone_comparisons(judged) if facts.get("backbones") else {},
+        }
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.with_suffix(".json").write_text(json.dumps({**summary, "budgets": recorded}, indent=2))
+    report.write_text("\n".join(lines) + "\n")
+
+
+def _minutes(per_seed: dict[int, dict[str, dict]]) -> str:
+    seconds = [facts.get("wall_s") for arms in per_seed.values() for facts in arms.values()]
+    return "not recorded" if None in seconds else f"{sum(seconds) / 60:.1f}"
+
+
+def budget_section(budget: int, per_seed: dict[int, dict[str, dict]]) -> tuple[list[str], dict[str, dict]]:
+    """One budget's arms (top-1 per seed) and paired comparisons, as report lines and as the JSON's values."""
+    top1 = {arm: {seed: arms[arm]["top1"] for seed, arms in per_seed.items()} for arm in next(iter(per_seed.values()))}
+    comparisons = {f"{a} - {b}": paired_comparison(top1[a], top1[b]) for a, b in COMPARED}
+    first = next(iter(per_seed.values()))
+    lines = [
+        "",
+        f"## Budget {budget}: S = {first[CE]['steps']} optimizer steps",
+        "",
         f"Every compared arm: {first[CE]['steps']} optimizer steps, {first[CE]['passes']} image passes "
-        f"(the convergence check: {first[CE_LONG]['steps']} steps). Teachers' top-1: {summary['teachers_top1']}.",
+        f"(the convergence check: {first[CE_LONG]['steps']} steps). Training wall time of this budget's runs, as "
+        f"each recorded it: {_minutes(per_seed)} min.",
         "",
         "| arm | top-1 % per seed | mean ± std |",
         "|---|---|---|",
@@ -235,12 +286,11 @@ def write_report(summary: dict, report: Path) -> None:
         lines.append(f"| {arm} | {per} | {spread['mean']:.2f} ± {spread['std']:.2f} |")
     lines += ["", "| comparison | mean difference | per seed | paired t p (two-sided) | MDD |", "|---|---|---|---|---|"]
     for name, c in comparisons.items():
-        p = "—" if c["p"] is None else f"{c['p']:.3f}"
+        p = format_p(c["p"])
         mdd = "—" if c["mdd"] is None else f"{c['mdd']:.2f}"
         diffs = ", ".join(f"{d:+.2f}" for d in c["differences"])
         lines.append(f"| {name} | {c['mean_difference']:+.2f} | {diffs} | {p} | {mdd} |")
-    lines += backbone_section(summary)
-    report.write_text("\n".join(lines) + "\n")
+    return lines, comparisons
 
 
 def backbone_comparisons(summary: dict) -> dict[str, dict]:
@@ -268,7 +318,7 @@ def backbone_comparisons(summary: dict) -> dict[str, dict]:
 def backbone_section(summary: dict) -> list[str]:
     if not summary.get("backbones"):
         return []
-    lines = ["", "## Judged as a backbone (probes fitted on the probe rows, top-1 % on the test split)", ""]
+    lines = ["", "### Judged as a backbone (probes fitted on the probe rows, top-1 % on the test split)", ""]
     teachers = ", ".join(
         f"{name}: k-NN {t['knn']:.2f}, linear {t['linear']:.2f}" for name, t in summary["teacher_backbones"].items()
     )
@@ -286,7 +336,7 @@ def backbone_section(summary: dict) -> list[str]:
     ]
     for metric, c in compared.items():
         t = c["tested"]
-        p = "—" if t["p"] is None else f"{t['p']:.3f}"
+        p = format_p(t["p"])
         mdd = "—" if t["mdd"] is None else f"{t['mdd']:.2f}"
         diffs = ", ".join(f"{d:+.2f}" for d in t["differences"])
         name = f"{BACKBONE_LABEL_FREE} - {BACKBONE_CE}"

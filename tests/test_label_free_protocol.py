@@ -52,3 +52,44 @@ def test_the_backbone_judgement_pairs_the_label_free_student_with_the_ce_student
     assert versus == [-5.0, -4.0, -3.0]
     section = "\n".join(protocol.backbone_section(summary))
     assert "teacher_0: k-NN 45.00, linear 60.00" in section and "+1.00 | +2.00, +1.00, +0.00" in section
+
+
+def test_each_budget_has_its_own_arms_and_ce_runs_are_shared_by_step_count(tmp_path):
+    assert protocol.arm_folder(tmp_path, "pfeed", 1, 3) == tmp_path / "pfeed_s3"  # the first invocation's names
+    assert protocol.arm_folder(tmp_path, "pfeed", 2, 3) == tmp_path / "pfeed_x2_s3"
+    # CE of 2S: budget 1's convergence check is budget 2's CE arm, one run.
+    assert protocol.ce_folder(tmp_path, 2 * 1, 0) == protocol.ce_folder(tmp_path, 2, 0) == tmp_path / "ce_long_s0"
+    assert protocol.ce_folder(tmp_path, 4, 0) == tmp_path / "ce_x4_s0"
+    with pytest.raises(ValueError, match="budgets must be distinct multiples"):
+        protocol.ProtocolArguments(budgets=[1, 1])
+
+
+def test_the_report_has_one_section_per_budget_with_its_own_step_count(tmp_path):
+    def arms(steps, shift):
+        same = {"steps": steps, "passes": 50 * steps}
+        return {
+            protocol.LABEL_FREE: {**same, "top1": 50.0 + shift},
+            protocol.CE: {**same, "top1": 51.0},
+            protocol.PFEED: {**same, "top1": 52.0 + shift},
+            protocol.CE_LONG: {"steps": 2 * steps, "passes": 100 * steps, "top1": 53.0},
+        }
+
+    summary = {
+        "arguments": {},
+        "rows": {},
+        "hardware": "test",
+        "minutes": 0,
+        "teachers_top1": [60.0],
+        "teacher_backbones": {},
+        "budgets": {
+            "1": {"matched_steps": 6, "per_seed": {"0": arms(6, 0.0), "1": arms(6, 1.0)}},
+            "2": {"matched_steps": 12, "per_seed": {"0": arms(12, 2.0), "1": arms(12, 4.0)}},
+        },
+    }
+    protocol.write_report(summary, tmp_path / "REPORT.md")
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "## Budget 1: S = 6 optimizer steps" in text and "## Budget 2: S = 12 optimizer steps" in text
+    assert "| label-free -> fine-tune - CE, S steps | +2.00 | +1.00, +3.00 |" in text  # budget 2's own arms
+    with pytest.raises(ValueError, match="different steps"):
+        summary["budgets"]["2"]["per_seed"]["0"][protocol.CE]["steps"] = 11
+        protocol.write_report(summary, tmp_path / "REPORT.md")
