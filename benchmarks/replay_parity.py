@@ -37,6 +37,7 @@ class ParityArguments:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2], metadata={"help": "Seeds (one run per arm each)."})
     views: int = field(default=8, metadata={"help": "Views K recorded per image."})
     store_dtype: str = field(default="bfloat16", metadata={"help": "teacher_store_dtype of the replayed arm."})
+    energy_share: float = field(default=0.99, metadata={"help": "teacher_store_energy_share (pca_int8 only)."})
     teacher: str = field(
         default="resnet20_cifar",
         metadata={"help": "A teacher spec (e.g. resnet56_cifar=FILE); a bare CIFAR name: random weights, seed 100."},
@@ -66,6 +67,8 @@ def store_bytes_per_view(store_dir: Path, images: int, views: int) -> float:
 def run_arm(args: ParityArguments, replayed: bool, seed: int, store_dir: Path, train, test) -> float:
     options = {"teacher_store": True, "teacher_store_views": args.views, "teacher_store_dir": str(store_dir),
                "teacher_store_dtype": args.store_dtype}  # fmt: skip
+    if args.store_dtype == "pca_int8":
+        options["teacher_store_energy_share"] = args.energy_share
     trainer = make_trainer(
         store_dir / "run",
         [teacher_model(args.teacher)],
