@@ -35,12 +35,12 @@ def _teacher(root: Path, mode: str) -> FrozenTeacher:
     teacher = FrozenTeacher(timm.create_model("resnet8_cifar", num_classes=7), config, student_map_size=(8, 8))
     original = teacher.forward
 
-    def forward(pixel_values, with_logits=False):
+    def forward(pixel_values, *args, **kwargs):
         FORWARDS[0] += len(pixel_values)
         if mode == "slow":
             (root.parent / "started").touch()
             time.sleep(0.5)
-        return original(pixel_values, with_logits)
+        return original(pixel_values, *args, **kwargs)
 
     teacher.forward = forward
     return teacher

@@ -23,9 +23,9 @@ FORWARDS: collections.Counter = collections.Counter()
 _original_forward = FrozenTeacher.forward
 
 
-def _counting_forward(self, pixel_values, with_logits=False):
+def _counting_forward(self, pixel_values, *args, **kwargs):
     FORWARDS[self.name] += len(pixel_values)
-    return _original_forward(self, pixel_values, with_logits)
+    return _original_forward(self, pixel_values, *args, **kwargs)
 
 
 def main(output_dir: str, store_dir: str, report_dir: str, repo: str | None = None) -> None:

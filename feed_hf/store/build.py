@@ -121,8 +121,7 @@ def build_shard(
             rows = local * views + view
             where = f"images {start + first - len(pixels)}..{start + first - 1} (view {view})"
             for index, teacher in enumerate(teachers):
-                summary = {"with_summary": True} if settings.with_summaries else {}  # (a bare forward otherwise)
-                outputs = teacher(seen, with_logits=settings.with_logits, **summary)
+                outputs = teacher(seen, with_logits=settings.with_logits, with_summary=settings.with_summaries)
                 feature_map, logits = outputs[:2]
                 check_finite_maps(teacher.name, feature_map, where)
                 tensors[f"maps_{index}"][rows] = (

@@ -117,8 +117,7 @@ class TeacherFeatureCache:
         outputs: list[list[list[torch.Tensor]]] = [[[], [], []] for _ in teachers]  # maps, logits, summaries
         for pixels in [batch["pixel_values"] for batch in loader] or [first_image]:
             for index, teacher in enumerate(teachers):
-                summary = {"with_summary": True} if with_summaries else {}  # (a bare forward otherwise)
-                answer = teacher(pixels.to(device), with_logits=with_logits, **summary)
+                answer = teacher(pixels.to(device), with_logits=with_logits, with_summary=with_summaries)
                 check_finite_maps(teacher.name, answer[0], f"the training images {start}..{end - 1}")
                 for kept, value in zip(outputs[index], answer, strict=False):
                     if value is not None:

@@ -26,11 +26,20 @@ from torch.utils.data import Dataset
 from ..teachers.frozen import FrozenTeacher
 from .limits import check_store_views
 
-__all__ = ["StoreSettings", "dataset_facts", "settings_facts", "store_fingerprint", "store_key", "teacher_facts"]
+__all__ = [
+    "DEFAULT_ENERGY_SHARE",
+    "StoreSettings",
+    "dataset_facts",
+    "settings_facts",
+    "store_fingerprint",
+    "store_key",
+    "teacher_facts",
+]
 
 # Images hashed to fingerprint the pixels (spread over the set): enough to see another preprocessing or another
 # set, cheap enough to check on every run. A change to images not sampled is not seen (documented).
 _SAMPLED_IMAGES = 16
+DEFAULT_ENERGY_SHARE = 0.99  # of each teacher's map variance kept by pca_int8 codes (teacher_store_energy_share)
 
 
 @dataclass(frozen=True)
@@ -45,7 +54,7 @@ class StoreSettings:
     with_logits: bool = False
     with_summaries: bool = False  # each teacher's summary `[D]` per view, for the summary terms (agglomeration.py)
     compression: str = "none"  # "pca_int8": maps as feature_codec codes (PCA to energy_share, int8), decoded at replay
-    energy_share: float = 0.99
+    energy_share: float = DEFAULT_ENERGY_SHARE
 
     def __post_init__(self) -> None:
         if self.augmentation not in ("none", "crop", "crop_flip"):

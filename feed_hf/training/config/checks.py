@@ -9,6 +9,7 @@ from typing import Any, get_args
 from timm.layers import get_act_layer, get_norm_layer
 
 from ...method.summary_features import FeatureDistance
+from ...store.key import DEFAULT_ENERGY_SHARE
 from ...store.limits import check_store_views
 
 __all__ = [
@@ -119,7 +120,7 @@ def _check_teacher_store(config: Any) -> None:
     share = config.teacher_store_energy_share
     if not (math.isfinite(share) and 0.0 < share <= 1.0):
         raise ValueError(f"teacher_store_energy_share must be in (0, 1], got {share}; 0.99 keeps 99 % of the variance")
-    if share != 0.99 and config.teacher_store_dtype != "pca_int8":
+    if share != DEFAULT_ENERGY_SHARE and config.teacher_store_dtype != "pca_int8":
         raise ValueError(
             f"teacher_store_energy_share={share} applies to pca_int8 codes only, but teacher_store_dtype is "
             f"{config.teacher_store_dtype!r}; set teacher_store_dtype=pca_int8 or drop teacher_store_energy_share"

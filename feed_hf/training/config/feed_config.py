@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 from transformers import TrainingArguments
 
+from ...store.key import DEFAULT_ENERGY_SHARE
 from .checks import check_feed_config
 from .field_docs import FEED_ARGS_DOC
 from .field_types import check_field_value, field_specs
@@ -219,7 +220,7 @@ class FeedConfig(TrainingArguments):
         default="bfloat16", metadata={"help": "Storage of the store's maps (pca_int8: PCA codes); the loss stays fp32."}
     )
     teacher_store_energy_share: float = field(
-        default=0.99,
+        default=DEFAULT_ENERGY_SHARE,
         metadata={
             "help": "pca_int8 only: share of each teacher's map variance its codes keep, in (0, 1] (in the key)."
         },
