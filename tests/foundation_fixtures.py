@@ -16,6 +16,7 @@ from huggingface_hub import HfApi
 
 __all__ = [
     "FAMILIES",
+    "HEADLESS_FAMILIES",
     "MEAN",
     "SPECIAL_TOKENS",
     "STD",
@@ -63,7 +64,13 @@ _CONFIGS = {
         image_size=SIZE, patch_size=2, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=4
     ),
     "regnet": lambda: transformers.RegNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1]),
+    # DINOv3 (no image-classification model in transformers): a RoPE ViT with 4 registers, and a ConvNeXt that
+    # returns its final map as layer-normed tokens behind one pooled token (a 1x1 map at 32 px: stride 32).
+    "dinov3_vit": lambda: transformers.DINOv3ViTConfig(**_VIT, intermediate_size=64, num_register_tokens=4),
+    "dinov3_convnext": lambda: transformers.DINOv3ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1]),
 }
+# Families transformers has no `…ForImageClassification` for: teachers or label-free students only.
+HEADLESS_FAMILIES = ("clip_vision", "siglip_vision", "dinov3_vit", "dinov3_convnext")
 FAMILIES = tuple(_CONFIGS)
 # Tokens ahead of the patch tokens, counted by hand: class token, registers; SigLIP has none; maps have none.
 SPECIAL_TOKENS = {
@@ -75,6 +82,8 @@ SPECIAL_TOKENS = {
     "clip": 1,
     "siglip_vision": 0,
     "siglip": 0,
+    "dinov3_vit": 1 + 4,
+    "dinov3_convnext": 1,  # the pooled token
 }
 
 

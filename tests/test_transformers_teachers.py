@@ -1,9 +1,21 @@
 """transformers vision models as teachers: per family the map (special tokens dropped), -1 = what the model's own
 head reads, earlier hidden states by index, mean/std from the processor, and FrozenTeacher taking the adapter."""
 
+import logging
+
 import pytest
 import torch
-from foundation_fixtures import FAMILIES, MEAN, SIZE, SPECIAL_TOKENS, STD, save_family
+import transformers
+from foundation_fixtures import (
+    FAMILIES,
+    HEADLESS_FAMILIES,
+    MEAN,
+    SIZE,
+    SPECIAL_TOKENS,
+    STD,
+    save_family,
+    save_processor,
+)
 
 from feed_hf.method.features import FeatureTap
 from feed_hf.teachers.frozen import FrozenTeacher
@@ -32,6 +44,9 @@ def _map_by_hand(family: str, model) -> torch.Tensor:
     if family.startswith("clip"):
         final = vision.post_layernorm(final)  # what CLIP's projection head reads (post_layernorm)
     patches = final[:, SPECIAL_TOKENS[family] :]
+    if family == "dinov3_convnext":  # 32 px at stride 32: one position behind the pooled token
+        assert patches.shape[1] == 1 and torch.equal(final[:, 0], outputs.pooler_output)
+        return patches.reshape(2, 1, 1, -1).permute(0, 3, 1, 2)
     assert patches.shape[1] == 16  # 32 px / patch 8: a 4x4 grid once the special tokens are gone
     return patches.reshape(2, 4, 4, -1).permute(0, 3, 1, 2)
 
@@ -52,6 +67,8 @@ HEAD_READS = {
     "convnextv2": lambda vision, teacher, features: teacher.forward_head(features, pre_logits=True),
     "regnet": lambda vision, teacher, features: teacher.forward_head(features, pre_logits=True),
     "swinv2": lambda vision, teacher, features: teacher.forward_head(features, pre_logits=True),
+    "dinov3_vit": lambda vision, teacher, features: features[:, 0],  # pooler_output: the normed class token
+    "dinov3_convnext": lambda vision, teacher, features: features[:, 0],  # layernorm(mean of the map)
 }
 
 
@@ -78,7 +95,7 @@ def test_minus_one_is_what_the_models_own_head_reads(tmp_path, family):
     torch.testing.assert_close(from_features, pooled, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("family", [f for f in FAMILIES if f not in ("clip_vision", "siglip_vision")])
+@pytest.mark.parametrize("family", [f for f in FAMILIES if f not in HEADLESS_FAMILIES])
 def test_image_classification_teachers_give_transformers_own_logits(tmp_path, family):
     model = save_family(tmp_path, family, classifier=True)
     teacher = load_transformers_teacher(str(tmp_path))
@@ -139,3 +156,51 @@ def test_dynamic_img_size_lets_a_token_teacher_run_at_the_batch_size(tmp_path):
     assert teacher.input_size is None and tuple(teacher.feature_shape) == (32, 2, 2)  # 16 px / patch 8
     with pytest.raises(ValueError, match=r"\['img_size'\] are not options.*dynamic_img_size=true"):
         load_transformers_teacher(str(tmp_path), model_kwargs={"img_size": 64})
+
+
+def test_a_conv_network_returning_tokens_gives_its_stage_maps_at_any_size(tmp_path):
+    """DINOv3 ConvNeXt: last_hidden_state is layernorm(cat(mean, map)) as tokens; -1 drops the pooled token and lays
+    the rest on the stride-32 grid at whatever size it runs, earlier indices are its stage maps as they are."""
+    model = save_family(tmp_path, "dinov3_convnext")
+    teacher = load_transformers_teacher(str(tmp_path))
+    assert teacher.dynamic_img_size and teacher.num_prefix_tokens == 1
+    pixels = torch.randn(2, 3, 96, 64, generator=torch.Generator().manual_seed(2))  # a 3x2 grid, not square
+    with torch.no_grad():
+        outputs = model(pixels, output_hidden_states=True)
+        expected = outputs.last_hidden_state[:, 1:].reshape(2, 3, 2, -1).permute(0, 3, 1, 2)
+        torch.testing.assert_close(FeatureTap(teacher, -1).map_only(teacher, pixels), expected, **SAME_MATH)
+        torch.testing.assert_close(teacher.feature_map(pixels), expected, **SAME_MATH)
+        stage = FeatureTap(teacher, -2, role="teacher").map_only(teacher, pixels)
+        torch.testing.assert_close(stage, outputs.hidden_states[-2], **SAME_MATH)
+        pooled = teacher.forward_head(teacher.forward_features(pixels), pre_logits=True)
+        torch.testing.assert_close(pooled, outputs.pooler_output, **SAME_MATH)
+
+
+def test_the_adapter_keeps_the_mode_the_model_was_loaded_in(tmp_path):
+    """Checking an unknown family's head must not leave a loaded (eval) model in training mode: dropout and batch
+    statistics would change its outputs from one call to the next."""
+    save_family(tmp_path, "dinov3_vit")
+    teacher = load_transformers_teacher(str(tmp_path))
+    assert not teacher.training and not any(module.training for module in teacher.modules())
+
+
+def test_an_mae_encoder_keeps_every_patch_in_order(tmp_path, caplog):
+    """ViTMAE masks 75 % of the patches at random and shuffles the rest (its pre-training); with mask_ratio 0, as its
+    docs advise for features, it still shuffles them: a teacher map would change from call to call. The adapter keeps
+    every patch on its grid, says so, and the map is the encoder's own with the patches in order."""
+    torch.manual_seed(0)
+    config = transformers.ViTMAEConfig(
+        image_size=SIZE, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64
+    )
+    assert config.mask_ratio == 0.75
+    transformers.ViTMAEModel(config).save_pretrained(tmp_path)
+    save_processor(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        teacher = load_transformers_teacher(str(tmp_path)).eval()
+    assert "masked 75% of the patches" in caplog.text
+    reference = transformers.ViTMAEModel.from_pretrained(tmp_path, mask_ratio=0.0).eval()
+    with torch.no_grad():
+        first, second = teacher.feature_map(PIXELS), teacher.feature_map(PIXELS)
+        in_order = reference(PIXELS, noise=torch.arange(16.0).expand(2, 16)).last_hidden_state
+    assert torch.equal(first, second)
+    torch.testing.assert_close(first, in_order[:, 1:].reshape(2, 4, 4, -1).permute(0, 3, 1, 2), **SAME_MATH)

@@ -17,7 +17,15 @@ from feed_hf.transformers_models.adapter import TransformersVisionModel
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
-GRID = {"swin": 8, "swinv2": 8, "convnext": 1, "convnextv2": 1, "resnet": 1, "regnet": 1}  # else 32/8 = 4
+GRID = {
+    "swin": 8,
+    "swinv2": 8,
+    "convnext": 1,
+    "convnextv2": 1,
+    "resnet": 1,
+    "regnet": 1,
+    "dinov3_convnext": 1,
+}  # else 32/8 = 4
 
 
 @pytest.mark.parametrize("family", FAMILIES)

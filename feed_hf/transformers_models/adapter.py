@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import logging
 from typing import Any
 
 import torch
@@ -24,13 +25,25 @@ from torch import nn
 from .maps import FINAL_NORM, HEAD_POOLING, MapLayout, map_layout, pool_head_input, tokens_to_map
 from .preprocessing import interpolates_positions
 
-__all__ = ["PatchGrid", "TransformersVisionModel", "check_vision_model", "vision_backbone"]
+__all__ = [
+    "PatchGrid",
+    "TransformersVisionModel",
+    "check_vision_model",
+    "keep_every_patch",
+    "patch_order_noise",
+    "vision_backbone",
+]
+
+logger = logging.getLogger(__name__)
 
 
 def vision_backbone(model: nn.Module) -> nn.Module:
     """The module of `model` that takes `pixel_values` and returns hidden states (its vision tower or base model)."""
+    if not isinstance(getattr(model, "classifier", None), nn.Module):
+        # A bare network is its own backbone; its `base_model` may be an inner encoder (DINOv3's `model`).
+        return model
     tower = getattr(model, "vision_model", None)
-    if isinstance(tower, nn.Module) and hasattr(model, "classifier"):
+    if isinstance(tower, nn.Module):
         return tower  # CLIPForImageClassification, SiglipForImageClassification
     return getattr(model, "base_model", model)
 
@@ -43,6 +56,30 @@ def check_vision_model(model: nn.Module) -> None:
             f"model type {config.model_type!r} ({type(model).__name__}) takes no pixel_values: it is not a vision "
             "model, so it yields no feature map; use a vision model or a vision-language model's vision tower"
         )
+
+
+def keep_every_patch(model: nn.Module) -> float:
+    """An MAE-style encoder (its forward takes `noise`; `config.mask_ratio`) drops that share of its patches at random
+    and shuffles the rest: pre-training, not what a teacher or a backbone sees. Set its mask ratio to 0 (the forward
+    then keeps every patch; `patch_order_noise` keeps them in order) and return the ratio it had (0.0 if none)."""
+    backbone = vision_backbone(model)
+    config = getattr(backbone, "config", None)
+    if "noise" not in inspect.signature(backbone.forward).parameters or not getattr(config, "mask_ratio", 0):
+        return 0.0
+    ratio, config.mask_ratio = float(config.mask_ratio), 0.0
+    return ratio
+
+
+def patch_order_noise(backbone: nn.Module, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`{"noise": ascending}` for an MAE-style forward, whose patches are ordered by argsort(noise): with ascending
+    noise they stay on their grid (random noise would shuffle them, a different map at every call); else `{}`."""
+    if "noise" not in inspect.signature(backbone.forward).parameters:
+        return {}
+    patch = backbone.config.patch_size
+    patch = patch[0] if isinstance(patch, (tuple, list)) else patch
+    count = (pixel_values.shape[-2] // patch) * (pixel_values.shape[-1] // patch)
+    order = torch.arange(count, device=pixel_values.device, dtype=torch.float32)
+    return {"noise": order.expand(pixel_values.shape[0], count)}
 
 
 class PatchGrid:
@@ -73,14 +110,22 @@ class TransformersVisionModel(nn.Module):
     def __init__(self, model: nn.Module, pretrained_cfg: dict[str, Any], dynamic_img_size: bool = False) -> None:
         super().__init__()
         self.model = model
+        self.training = model.training  # the wrapper states the mode it holds (the head check below restores it)
         config = self.vision_config
         self.role = type(model).__name__
         check_vision_model(model)
+        if masked := keep_every_patch(model):
+            logger.warning(
+                "%s: its forward masked %.0f%% of the patches at random (MAE pre-training); here it keeps every patch, "
+                "in order (mask_ratio 0), as a teacher or backbone needs",
+                self.role,
+                100 * masked,
+            )
         self.in_chans = int(getattr(config, "num_channels", 3) or 3)
         size = tuple(pretrained_cfg["input_size"][1:])
         self.final_norm = FINAL_NORM.get(type(model).__name__) if not self.has_classifier else None
         shapes = self._probe(size)  # sets self.layout
-        self.dynamic_img_size = dynamic_img_size or self.layout.kind == "spatial"
+        self.dynamic_img_size = dynamic_img_size or self.layout.kind == "spatial" or self.layout.convolutional
         fixed = not self.dynamic_img_size
         self.pretrained_cfg = {
             "architecture": type(model).__name__,
@@ -124,7 +169,7 @@ class TransformersVisionModel(nn.Module):
         backbone = vision_backbone(shell)
         pixels = torch.empty(1, self.in_chans, *size, device="meta")
         with torch.no_grad():
-            outputs = backbone(pixels, output_hidden_states=True, **self._forward_options(size, backbone))
+            outputs = backbone(pixels, output_hidden_states=True, **self._forward_options(pixels, backbone))
             self.layout = layout = map_layout(
                 outputs, getattr(backbone, "embeddings", None), self.vision_config, size, self.role
             )
@@ -138,9 +183,10 @@ class TransformersVisionModel(nn.Module):
         ]
         return int(num_features), int(pooled.shape[-1]), info
 
-    def _forward_options(self, size: tuple[int, int], backbone: nn.Module | None = None) -> dict[str, Any]:
+    def _forward_options(self, pixel_values: torch.Tensor, backbone: nn.Module | None = None) -> dict[str, Any]:
         backbone = backbone if backbone is not None else self.backbone
-        options: dict[str, Any] = {}
+        size = tuple(pixel_values.shape[-2:])
+        options: dict[str, Any] = patch_order_noise(backbone, pixel_values)
         encoder_forward = getattr(getattr(backbone, "encoder", None), "forward", None)
         if (
             encoder_forward is not None
@@ -154,9 +200,8 @@ class TransformersVisionModel(nn.Module):
         return options
 
     def _run(self, pixel_values: torch.Tensor, hidden_states: bool) -> Any:
-        size = tuple(pixel_values.shape[-2:])
         hidden_states = hidden_states or self.layout.kind == "windowed"  # its last grid comes with them
-        return self.backbone(pixel_values, output_hidden_states=hidden_states, **self._forward_options(size))
+        return self.backbone(pixel_values, output_hidden_states=hidden_states, **self._forward_options(pixel_values))
 
     def _head_input(self, outputs: Any, size: tuple[int, int], backbone: nn.Module | None = None) -> torch.Tensor:
         final = outputs.last_hidden_state
@@ -175,7 +220,7 @@ class TransformersVisionModel(nn.Module):
         if self.layout.kind == "windowed":
             return outputs.reshaped_hidden_states[index + 1]
         state = outputs.hidden_states[index + 1]
-        return tokens_to_map(state, self.layout, size, self.role) if self.layout.kind == "tokens" else state
+        return tokens_to_map(state, self.layout, size, self.role) if state.ndim == 3 else state
 
     def forward_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """What the model's head reads (`-1`): normed tokens `[B, N, C]` for token models, else `[B, C, H, W]`."""

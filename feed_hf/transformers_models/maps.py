@@ -8,6 +8,10 @@ Three kinds of output, told apart by one forward on the meta device (`map_layout
   (`reshaped_hidden_states`); the final normed tokens are laid out on the last stage's grid.
 - `spatial` (ConvNeXt, ResNet, RegNet, …): `last_hidden_state` and every hidden state already are `[B, C, H, W]`.
 
+A convolutional network may also return its final map flattened to tokens, with pooled token(s) first (DINOv3
+ConvNeXt: `layernorm(cat(mean, map))`): `tokens` then, with `convolutional` set, the prefix counted from its last
+stage map and the grid's stride read from it; its earlier hidden states stay maps, and it runs at any input size.
+
 What the model's own head reads (`-1`) and how it pools are per family (`HEAD_POOLING`, `FINAL_NORM`); a family
 not in those tables is pooled the plain way for its kind, and a classifier whose logits that pooling does not
 reproduce is refused by the adapter (`feed_hf.transformers_models.adapter`).
@@ -42,6 +46,8 @@ HEAD_POOLING: dict[str, str] = {
     "deit": "class_token",
     "dinov2": "class_and_patch_mean",  # cat(class token, mean of the patch tokens)
     "dinov2_with_registers": "class_and_patch_mean",  # the registers are neither
+    "dinov3_vit": "class_token",  # no classifier in transformers: its pooler_output, the normed class token
+    "dinov3_convnext": "class_token",  # pooler_output: the first token, layernorm(mean over H×W)
     "clip_vision_model": "patch_mean",  # CLIPForImageClassification: mean of last_hidden_state[:, 1:]
     "siglip_vision_model": "token_mean",  # SigLIP has no class token: mean of every token
     "convnext": "spatial_mean_layernorm",  # pooler_output: layernorm(mean over H×W)
@@ -68,6 +74,7 @@ class MapLayout:
     num_prefix_tokens: int = 0
     patch_size: int | None = None
     pooling: str = "spatial_mean"
+    convolutional: bool = False  # tokens flattened from a conv map (its stages are maps; any input size)
 
 
 def special_token_count(embeddings: nn.Module | None, config) -> int:
@@ -125,6 +132,12 @@ def map_layout(outputs, embeddings: nn.Module | None, config, input_size: tuple[
     patch_size = patch_size[0] if isinstance(patch_size, (tuple, list)) else patch_size
     if getattr(outputs, "reshaped_hidden_states", None) is not None:
         return MapLayout(model_type, "windowed", 0, patch_size, HEAD_POOLING.get(model_type, "spatial_mean"))
+    stages = getattr(outputs, "hidden_states", None)
+    if stages and stages[-1].ndim == 4:  # a conv map flattened to tokens, pooled token(s) first
+        height, width = stages[-1].shape[-2:]
+        prefix, patch_size = final.shape[1] - height * width, input_size[0] // height
+        pooling = HEAD_POOLING.get(model_type, "patch_mean" if prefix else "token_mean")
+        return MapLayout(model_type, "tokens", prefix, patch_size, pooling, convolutional=True)
     prefix = special_token_count(embeddings, config)
     default = "patch_mean" if prefix else "token_mean"
     layout = MapLayout(model_type, "tokens", prefix, patch_size, HEAD_POOLING.get(model_type, default))

@@ -20,7 +20,7 @@ import torch
 from huggingface_hub import constants
 
 from ..teachers.sources import HubTeacherError, TeacherSourceError, _hub_download, resolve_hub_files
-from .adapter import check_vision_model, vision_backbone
+from .adapter import check_vision_model, keep_every_patch, vision_backbone
 from .preprocessing import PROCESSOR_CONFIG_NAME, processor_data_config
 
 __all__ = [
@@ -71,6 +71,7 @@ def prepare_transformers_source(
     with torch.device("meta"):
         shell = model_class(model_config)
     check_vision_model(shell)
+    keep_every_patch(shell)  # as the loaded model will: the memory estimate and the size checks see every patch
     vision_config = getattr(model_config, "vision_config", None) or model_config
     data_config = processor_data_config(spec, source.folder, vision_config, vision_backbone(shell))
     return PreparedSource(source, model_class, shell, data_config)
