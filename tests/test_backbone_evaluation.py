@@ -79,3 +79,58 @@ def test_an_unknown_protocol_is_refused_by_name(tmp_path, student_export):
         run_command(
             "evaluate", ["--model", str(student_export), "--protocol", "svm", "--dataset", "digits", "--split", "eval"]
         )
+
+
+def _judge(model, *split_args):
+    argv = ["--model", str(model), "--protocol", "knn", "linear", "--dataset", "digits", "--seed", "0"]
+    return run_command("evaluate", [*argv, *split_args])
+
+
+def test_a_probe_split_of_its_own_may_be_the_training_rows_but_never_the_test_rows(student_export):
+    """An explicit --probe_train_split is the usual protocol's probe (fitted on training images): it may overlap
+    --train_split, gives what the run-split route gives on the same rows, and is refused when it shares rows with
+    --split; --split itself stays refused on the run's training rows."""
+    own = _judge(
+        student_export,
+        "--train_split",
+        "train[:100]",
+        "--probe_train_split",
+        "train[:100]",
+        "--split",
+        "train[100:160]",
+    )
+    via_run_split = _judge(
+        student_export,
+        "--train_split",
+        "train[:100]",
+        "--eval_split",
+        "train[100:160]",
+        "--probe_train_split",
+        "train",
+        "--split",
+        "train[100:160]",
+    )
+    assert own["num_train"] == 100 and own["num_test"] == 60
+    assert own["knn"] == via_run_split["knn"] and own["linear"]["top1"] == via_run_split["linear"]["top1"]
+    with pytest.raises(ValueError, match=r"'train\[:120\]' and eval_split 'train\[100:160\]' share 20 rows"):
+        _judge(
+            student_export,
+            "--train_split",
+            "train[:100]",
+            "--probe_train_split",
+            "train[:120]",
+            "--split",
+            "train[100:160]",
+        )
+    with pytest.raises(ValueError, match=r"'train\[:120\]' and eval_split 'train\[100:160\]' share 20 rows"):
+        _judge(
+            student_export,
+            "--train_split",
+            "train[:120]",
+            "--probe_train_split",
+            "train[:100]",
+            "--split",
+            "train[100:160]",
+        )
+    with pytest.raises(ValueError, match=r"--probe_train_split 'train\[:100\]' with --split 'eval' carved"):
+        _judge(student_export, "--probe_train_split", "train[:100]", "--split", "eval")

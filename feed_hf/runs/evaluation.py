@@ -22,7 +22,7 @@ from ..publishing.files import atomic_write_text
 from ..teachers.frozen import load_teacher_model
 from ..teachers.sources import TeacherSourceError, load_folder_teacher, load_hub_teacher
 from ..transformers_models.formats import is_transformers_spec
-from .backbone_evaluation import run_backbone_evaluation
+from .backbone_evaluation import RUN_SPLITS, run_backbone_evaluation
 
 __all__ = [
     "EvaluateArguments",
@@ -32,8 +32,6 @@ __all__ = [
     "predict_logits",
     "run_evaluation",
 ]
-
-_RUN_SPLITS = ("train", "eval")
 
 
 @dataclass
@@ -72,7 +70,12 @@ class EvaluateArguments:
         },
     )
     probe_train_split: str = field(
-        default="train", metadata={"help": "With --protocol knn/linear: the split the probe is fitted on."}
+        default="train",
+        metadata={
+            "help": "With --protocol knn/linear: the split the probe is fitted on: 'train'/'eval' as for --split, or "
+            "a split or slice of the dataset (e.g. 'train[:5000]'), read whole and refused if it shares rows with "
+            "--split (it may overlap --train_split: a probe is usually fitted on training images)."
+        },
     )
     knn_k: int = field(default=20, metadata={"help": "With --protocol knn: neighbours that vote (DINO: 20)."})
     record_in: str | None = field(
@@ -131,7 +134,7 @@ def ensemble_top1(model_dirs: Sequence[str | Path], split: datasets.Dataset) -> 
 
 def evaluation_split(data_args: DataArguments, split: str, seed: int) -> datasets.Dataset:
     """The split `split` as training saw it: the run's label mapping, carving and subsets (`load_image_splits`)."""
-    if split not in _RUN_SPLITS:
+    if split not in RUN_SPLITS:
         data_args = replace(data_args, eval_split=split)
     return load_image_splits(data_args, seed=seed)["train" if split == "train" else "eval"]
 
