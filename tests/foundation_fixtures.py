@@ -64,6 +64,9 @@ _CONFIGS = {
         image_size=SIZE, patch_size=2, embed_dim=8, depths=[1, 1], num_heads=[1, 2], window_size=4
     ),
     "regnet": lambda: transformers.RegNetConfig(embedding_size=8, hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1]),
+    "beit": lambda: transformers.BeitConfig(**_VIT, intermediate_size=64),  # mean pooling + its own layernorm
+    "data2vec_vision": lambda: transformers.Data2VecVisionConfig(**_VIT, intermediate_size=64),
+    "vit_msn": lambda: transformers.ViTMSNConfig(**_VIT, intermediate_size=64),
     # DINOv3 (no image-classification model in transformers): a RoPE ViT with 4 registers, and a ConvNeXt that
     # returns its final map as layer-normed tokens behind one pooled token (a 1x1 map at 32 px: stride 32).
     "dinov3_vit": lambda: transformers.DINOv3ViTConfig(**_VIT, intermediate_size=64, num_register_tokens=4),
@@ -82,6 +85,9 @@ SPECIAL_TOKENS = {
     "clip": 1,
     "siglip_vision": 0,
     "siglip": 0,
+    "beit": 1,
+    "data2vec_vision": 1,
+    "vit_msn": 1,
     "dinov3_vit": 1 + 4,
     "dinov3_convnext": 1,  # the pooled token
 }

@@ -67,6 +67,9 @@ HEAD_READS = {
     "convnextv2": lambda vision, teacher, features: teacher.forward_head(features, pre_logits=True),
     "regnet": lambda vision, teacher, features: teacher.forward_head(features, pre_logits=True),
     "swinv2": lambda vision, teacher, features: teacher.forward_head(features, pre_logits=True),
+    "beit": lambda vision, teacher, features: vision.pooler(features),  # layernorm(mean of the patch tokens)
+    "data2vec_vision": lambda vision, teacher, features: features[:, 1:].mean(dim=1),  # built without a pooler
+    "vit_msn": lambda vision, teacher, features: features[:, 0],  # what its classifier reads (no pooler)
     "dinov3_vit": lambda vision, teacher, features: features[:, 0],  # pooler_output: the normed class token
     "dinov3_convnext": lambda vision, teacher, features: features[:, 0],  # layernorm(mean of the map)
 }
@@ -84,13 +87,24 @@ def test_each_family_gives_its_map_without_special_tokens_and_its_processor_mean
         torch.testing.assert_close(FeatureTap(teacher, -1).map_only(teacher, PIXELS), expected, **SAME_MATH)
 
 
+def _own_pooled(family: str, outputs) -> torch.Tensor:
+    """The model's own pooled output. ViTMSNModel has none: its classifier reads the class token. AutoModel builds
+    Data2VecVisionModel without its pooler: the plain patch mean (what BEiT's pooler averages before its norm)."""
+    if family == "vit_msn":
+        return outputs.last_hidden_state[:, 0]
+    if family == "data2vec_vision":
+        assert outputs.pooler_output is None
+        return outputs.last_hidden_state[:, 1:].mean(dim=1)
+    return outputs.pooler_output
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_minus_one_is_what_the_models_own_head_reads(tmp_path, family):
     model = save_family(tmp_path, family)
     teacher = load_transformers_teacher(f"local-dir:{tmp_path}")
     vision = _vision(model)
     with torch.no_grad():
-        pooled = vision(PIXELS).pooler_output.flatten(1)
+        pooled = _own_pooled(family, vision(PIXELS)).flatten(1)
         from_features = HEAD_READS[family](vision, teacher, teacher.forward_features(PIXELS)).flatten(1)
     torch.testing.assert_close(from_features, pooled, rtol=1e-5, atol=1e-6)
 

@@ -46,6 +46,9 @@ HEAD_POOLING: dict[str, str] = {
     "deit": "class_token",
     "dinov2": "class_and_patch_mean",  # cat(class token, mean of the patch tokens)
     "dinov2_with_registers": "class_and_patch_mean",  # the registers are neither
+    "beit": "own_pooler",  # BeitPooler: layernorm(patch mean) with use_mean_pooling, else the class token
+    "data2vec-vision": "own_pooler",  # BEiT's pooler
+    "vit_msn": "class_token",  # ViTMSNForImageClassification: classifier(sequence_output[:, 0])
     "dinov3_vit": "class_token",  # no classifier in transformers: its pooler_output, the normed class token
     "dinov3_convnext": "class_token",  # pooler_output: the first token, layernorm(mean over H×W)
     "clip_vision_model": "patch_mean",  # CLIPForImageClassification: mean of last_hidden_state[:, 1:]
@@ -158,6 +161,10 @@ def pool_head_input(features: torch.Tensor, layout: MapLayout, backbone: nn.Modu
         return features[:, prefix:].mean(dim=1)
     if pooling == "token_mean":
         return features.mean(dim=1)
+    if pooling == "own_pooler" and getattr(backbone, "pooler", None) is not None:
+        return backbone.pooler(features)  # the family's pooler reads the head input itself
+    if pooling == "own_pooler":  # built without one (Data2VecVisionModel's default): the patch mean
+        return features[:, prefix:].mean(dim=1)
     pooled = features.mean(dim=(-2, -1))
     if pooling == "spatial_mean_layernorm":
         return backbone.layernorm(pooled)
