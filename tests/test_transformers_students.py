@@ -66,7 +66,7 @@ print(json.dumps({"logits": logits.tolist(), "pipeline": classify(sys.argv[3]), 
 """
 
 
-@pytest.mark.parametrize("family", ["vit", "convnext"])
+@pytest.mark.parametrize("family", ["vit", "convnext", "beit"])  # beit: its own pooler
 def test_export_loads_in_a_fresh_process_with_identical_logits(tmp_path, family):
     torch.manual_seed(0)
     student = transformers_student_from_config(family_config(family), num_labels=3, data_config=DATA_CONFIG).eval()
