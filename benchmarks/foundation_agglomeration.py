@@ -1,16 +1,15 @@
 """Label-free agglomeration of two teacher families into one ResNet, judged as a backbone (issue 21, item 7).
 
-    python benchmarks/foundation_agglomeration.py                             # full size (estimate below)
+    python benchmarks/foundation_agglomeration.py                             # full size (cost below)
     python benchmarks/foundation_agglomeration.py --seeds 0 1 --teacher_images 100 --unlabelled 100 \\
         --probe_images 100 --test_split 'test[:100]' --student_epochs 1 --teacher_epochs 1 \\
         --output_dir /tmp/fa_smoke --report /tmp/fa_smoke/REPORT.md                # smoke: does it run end to end
 
-Cost of the full-size default (3 seeds, T=10,000, U=20,000, P=5,000, E=5, 15 teacher epochs): an ESTIMATE, not a
-measurement: about 5 h on this 2-core machine (shared with other jobs, so give or take half of that), scaled
-linearly from a one-seed timing run at T=500, U=1,000, P=1,000, 1 epoch, where the per-1,000-image-pass seconds
-were about: both teachers 11-12 (balanced or not), ViT alone 8, CNN alone 3, CE 1.5, teacher training 4 (CNN) and
-8 (ViT at 64 px), a backbone evaluation 2 per 1,000 images. Per seed ~80 min of student runs; teachers ~30 min;
-20 backbone evaluations ~10 min. Each run's wall time is recorded in the report's JSON (`seconds`, `eval_seconds`).
+Cost of the full-size default (3 seeds, T=10,000, U=20,000, P=5,000, E=5, 15 teacher epochs), measured on this
+2-core machine at 1 thread per run (results/foundation_agglomeration.md states each run's recorded wall time):
+teachers 15 min (CNN) and 28 min (ViT at 64 px); per student arm 4 min (CE), 5 (CNN alone), 12 (ViT alone),
+12-15 (both teachers); each backbone evaluation under a minute. About 4 h of single-core time in all; two
+`--seeds` invocations side by side share the teachers and halve the wall time (every finished run is reused).
 
 Rows of the CIFAR-10 training split, disjoint by construction (`datasets` slices, feed_hf.data.split_slices):
   teachers      train[0 : T]            with labels: both teachers, CE;
@@ -43,6 +42,7 @@ every run's facts) whichever way it comes out.
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -126,7 +126,7 @@ def train_teachers(args: ProtocolArguments, root: Path) -> dict[str, dict]:
         ("CNN", args.cnn_teacher, 32, 101),
         ("ViT", args.vit_teacher, args.vit_input_size, 102),
     ):
-        folder, began = root / f"teacher_{family.lower()}", time.perf_counter()
+        folder = root / f"teacher_{family.lower()}"
         (result,) = run_once(
             run_command,
             "teachers",
@@ -147,14 +147,13 @@ def train_teachers(args: ProtocolArguments, root: Path) -> dict[str, dict]:
         teachers[family] = {
             "dir": str(folder / "teacher_0"),
             "top1": float(result["metrics"]["eval_top1"]),
-            "seconds": round(time.perf_counter() - began, 1),
+            "seconds": result.get("wall_time_s"),  # as the run recorded it (a reused run keeps its own)
         }
     return teachers
 
 
 def _student_run(args: ProtocolArguments, folder: Path, seed: int, arm: str, teachers: dict[str, dict]) -> dict:
     """One student arm through the CLI's own command; its results.json's compute, and its wall time."""
-    began = time.perf_counter()
     common = {"max_steps": args.matched_steps(), "do_eval": "false", "student": args.student, "input_size": 32}
     rows = args.rows()["students"]
     if arm == CE:
@@ -179,7 +178,7 @@ def _student_run(args: ProtocolArguments, folder: Path, seed: int, arm: str, tea
             folder,
         )
     compute = result["compute"]
-    seconds = round(time.perf_counter() - began, 1)
+    seconds = result.get("wall_time_s")  # as the run recorded it (a reused run keeps its own)
     return {"steps": compute["optimizer_steps"], "passes": compute["image_passes"], "seconds": seconds}
 
 
@@ -244,13 +243,31 @@ def write_report(summary: dict, report: Path) -> None:
         "# Label-free agglomeration of a CNN and a ViT teacher into a ResNet, judged as a backbone (CIFAR-10)",
         "",
         f"Command: `python benchmarks/foundation_agglomeration.py` with {json.dumps(summary['arguments'])}.",
-        f"Rows: {json.dumps(summary['rows'])}. {summary['minutes']} min in the invocation that wrote this report "
-        "(a rerun reuses finished runs).",
+        f"Rows: {json.dumps(summary['rows'])}.",
+        _wall_time_line(summary),
         f"Every student arm: {facts['steps']} optimizer steps, {facts['passes']} image passes. Teachers: {teachers}.",
     ]
     for metric in METRICS:
         lines += _metric_section(metric, compared[metric])
     report.write_text("\n".join(lines) + "\n")
+
+
+def _wall_time_line(summary: dict) -> str:
+    """Wall time as each run recorded it, per arm (median over seeds) and in all: what the study cost to run."""
+    arms = {arm for facts in summary["per_seed"].values() for arm in facts}
+    minutes = {
+        arm: [facts[arm]["seconds"] / 60 for facts in summary["per_seed"].values() if facts[arm].get("seconds")]
+        for arm in sorted(arms)
+    }
+    teachers = [t["seconds"] / 60 for t in summary["teachers"].values() if t.get("seconds")]
+    total = sum(teachers) + sum(sum(values) for values in minutes.values())
+    per_arm = ", ".join(f"{arm} {statistics.median(values):.1f}" for arm, values in minutes.items() if values)
+    return (
+        f"Wall time as each run recorded it (training only; 1 thread per run, runs sharing 2 cores, a run paused "
+        f"for other work counts its pause): teachers {' + '.join(f'{m:.1f}' for m in teachers)} min; student arms, "
+        f"median over seeds in min: {per_arm}; {total / 60:.1f} h in all. The invocation that wrote this report: "
+        f"{summary['minutes']} min (it reuses finished runs)."
+    )
 
 
 def _metric_section(metric: str, compared: dict) -> list[str]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["METRICS", "judge_backbone", "run_once"]
+__all__ = ["METRICS", "judge_backbone", "recorded_seconds", "run_once"]
 
 METRICS = ("knn", "linear")
 TRAINING = ("parallel", "baselines", "teachers", "sequential")
@@ -31,10 +31,19 @@ def run_once(runner: Callable[[str, list[str]], Any], name: str, argv: list[str]
     if name in TRAINING:  # new weights: every record of the old ones goes
         for stale in Path(folder).glob(".protocol_*.json"):
             stale.unlink()
+    began = time.perf_counter()
     result = runner(name, argv)
     record.parent.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"argv": argv, "result": result}, default=str), encoding="utf-8")
+    seconds = round(time.perf_counter() - began, 1)
+    record.write_text(json.dumps({"argv": argv, "result": result, "seconds": seconds}, default=str), encoding="utf-8")
     return result
+
+
+def recorded_seconds(folder: Path, name: str) -> float | None:
+    """The wall time `run_once` recorded for `name` in `folder` when it ran it (None: a record older than that), so
+    a rerun that reuses the run reports the time it took, not the time it took to be reused."""
+    record = Path(folder) / f".protocol_{name}.json"
+    return json.loads(record.read_text(encoding="utf-8")).get("seconds") if record.is_file() else None
 
 
 def judge_backbone(
@@ -42,7 +51,6 @@ def judge_backbone(
 ) -> dict[str, float]:
     """`feed-hf evaluate --protocol knn linear` on `model_dir` (an export or a teacher folder): the probes fitted on
     `probe_rows` of the train split, measured on `test_split`; the top-1s read back from its own results.json."""
-    began = time.perf_counter()
     argv = [
         "--model",
         model_dir,
@@ -68,5 +76,5 @@ def judge_backbone(
     (own,) = [report for report in recorded.values() if report.get("is_this_model")]
     return {
         **{metric: float(own[metric]["top1"]) for metric in METRICS},
-        "eval_seconds": round(time.perf_counter() - began, 1),
+        "eval_seconds": recorded_seconds(Path(model_dir), "evaluate"),
     }

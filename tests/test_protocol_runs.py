@@ -46,3 +46,17 @@ def test_training_again_drops_the_judgement_of_the_old_weights(tmp_path):
     protocol_runs.run_once(runner, "parallel", ["--seed", "5"], folder)  # new weights
     protocol_runs.run_once(runner, "evaluate", ["--model", str(folder)], folder)
     assert [name for name, _ in runner.calls] == ["parallel", "evaluate", "parallel", "evaluate"]
+
+
+def test_a_reused_run_reports_the_time_it_took_when_it_ran(tmp_path):
+    def slow(name, argv):
+        import time
+
+        time.sleep(0.2)
+        return {"command": name}
+
+    folder = tmp_path / "run"
+    assert protocol_runs.recorded_seconds(folder, "evaluate") is None  # never ran
+    protocol_runs.run_once(slow, "evaluate", ["--model", "m"], folder)
+    protocol_runs.run_once(Runner(), "evaluate", ["--model", "m"], folder)  # reused: no new time
+    assert protocol_runs.recorded_seconds(folder, "evaluate") >= 0.2
