@@ -111,6 +111,24 @@ def test_a_fixed_size_student_runs_and_exports_at_the_size_it_was_given(tmp_path
         torch.testing.assert_close(reloaded(small).logits, logits, rtol=0, atol=0)  # no interpolation asked
 
 
+def test_a_student_with_relative_position_tables_runs_and_exports_at_another_size(tmp_path):
+    """BEiT as microsoft/beit-* ships (relative position bias per layer): rebuilt at 16 px its tables are resampled
+    as BEiT resamples them itself when run at 16 px, so the export gives the logits the source model gives there."""
+    source = save_family(tmp_path / "beit", "beit", classifier=True, use_relative_position_bias=True)
+    student = load_transformers_student(str(tmp_path / "beit"), num_labels=2)
+    set_student_input_size(student, (16, 16))
+    assert student.model.config.image_size == 16
+    small = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        logits = student.eval()(small)
+        pooled = student.forward_head(student.forward_features(small), pre_logits=True)  # the head is new
+        torch.testing.assert_close(pooled, source.beit(small).pooler_output, rtol=1e-5, atol=1e-6)  # BEiT's own
+    save_transformers_student(student, tmp_path / "export")
+    reloaded = transformers.AutoModelForImageClassification.from_pretrained(tmp_path / "export").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(small).logits, logits, rtol=0, atol=0)
+
+
 def test_label_free_student_is_a_backbone_and_exports_as_one(tmp_path):
     save_family(tmp_path / "dinov2", "dinov2")
     student = load_transformers_student(str(tmp_path / "dinov2"), num_labels=0)

@@ -337,7 +337,10 @@ def _rebuilt_at_size(model: nn.Module, vision_config, size: tuple[int, int], lay
     new_state = rebuilt.state_dict()
     patch = layout.patch_size
     for key, target in new_state.items():
-        if key in state and state[key].shape != target.shape:
+        if key in state and state[key].shape != target.shape and key.endswith("relative_position_bias_table"):
+            grids = ((old_size[0] // patch, old_size[1] // patch), (size[0] // patch, size[1] // patch))
+            state[key] = _resampled_relative_table(state[key], *grids)
+        elif key in state and state[key].shape != target.shape:
             if "position" not in key:
                 raise ValueError(f"{role}: weight {key!r} depends on the input size; it cannot run at {size[0]}")
             old = state[key].reshape(1, -1, state[key].shape[-1])
@@ -353,3 +356,16 @@ def _rebuilt_at_size(model: nn.Module, vision_config, size: tuple[int, int], lay
             state[key] = resampled.reshape(target.shape)
     rebuilt.load_state_dict({key: state[key] for key in new_state}, strict=True)
     return rebuilt
+
+
+def _resampled_relative_table(
+    table: torch.Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]
+) -> torch.Tensor:
+    """A BEiT-style relative position bias table (`(2H-1)(2W-1)` offsets + 3 class-token entries, × heads) for
+    another patch grid: the offsets resampled bilinearly as the model itself does when it runs at another size
+    (transformers' `BeitRelativePositionBias.forward`), the class-token entries kept."""
+    old_offsets = (2 * old_grid[0] - 1, 2 * old_grid[1] - 1)
+    new_offsets = (2 * new_grid[0] - 1, 2 * new_grid[1] - 1)
+    grid = table[:-3].reshape(1, old_offsets[1], old_offsets[0], -1).permute(0, 3, 1, 2)
+    resampled = nn.functional.interpolate(grid, size=new_offsets, mode="bilinear")
+    return torch.cat([resampled.permute(0, 2, 3, 1).reshape(new_offsets[0] * new_offsets[1], -1), table[-3:]])
