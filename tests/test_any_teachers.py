@@ -137,6 +137,21 @@ def test_teacher_that_cannot_take_the_size_is_one_line():
         FrozenTeacher(vit, STUDENT_32)
 
 
+def test_a_convnet_too_deep_for_the_students_size_is_told_its_native_size_only(tmp_path):
+    """A stride-32 ConvNeXt runs at the student's 16 px and its downsampling fails: the fix is its native size;
+    dynamic_img_size is a token model's option and is not offered to a convnet."""
+    from foundation_fixtures import save_family
+
+    from feed_hf.transformers_models.teachers import load_transformers_teacher
+
+    save_family(tmp_path, "convnext")
+    student_16 = {"input_size": (3, 16, 16), "mean": (0.5,) * 3, "std": (0.25,) * 3}
+    with pytest.raises(
+        ValueError, match=r"cannot take \(3, 16, 16\) inputs .*native size \(32\) in teacher_input_sizes$"
+    ):
+        FrozenTeacher(load_transformers_teacher(str(tmp_path)), student_16)
+
+
 def test_teacher_input_sizes_is_checked_in_the_config(tmp_path, feed_config_factory):
     with pytest.raises(ValueError, match=r"teacher_input_sizes has 4; each entry is a resolution >= 8"):
         feed_config_factory(tmp_path, teacher_input_sizes=[4])

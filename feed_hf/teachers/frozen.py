@@ -375,7 +375,8 @@ def _probe(name: str, model: nn.Module, tap: FeatureTap, input_size: tuple[int, 
         return probe_feature_shape(model, tap, input_size)
     except (RuntimeError, AssertionError) as error:  # the model's own refusal of this size
         detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(
-            f"{name} cannot take {input_size} inputs ({detail}); give its native size in teacher_input_sizes, or "
-            "build it with '?dynamic_img_size=true' (or '?img_size=N') on its spec"
-        ) from None
+        native = (getattr(model, "pretrained_cfg", None) or {}).get("input_size")
+        fix = f"give its native size{f' ({native[-1]})' if native else ''} in teacher_input_sizes"
+        if hasattr(model, "patch_embed") and not getattr(model, "dynamic_img_size", False):
+            fix += ", or build it with '?dynamic_img_size=true' (or '?img_size=N') on its spec"
+        raise ValueError(f"{name} cannot take {input_size} inputs ({detail}); {fix}") from None
