@@ -78,6 +78,13 @@ class ProtocolArguments:
     balances: list[str] = field(
         default_factory=lambda: ["standardize", "phi_s"], metadata={"help": "Balanced arms (feed_balance values)."}
     )
+    exploratory_beta: list[float] = field(
+        default_factory=list,
+        metadata={
+            "help": "Per-teacher feed_beta (CNN, ViT) of one more arm, both teachers weighted; chosen after the main "
+            "result, so its comparisons are reported as exploratory. Empty: no such arm."
+        },
+    )
     dataset: str = field(default="../shared/data/cifar10-jpeg", metadata={"help": "CIFAR-10 (image/label columns)."})
     output_dir: str = field(default="runs/foundation_agglomeration", metadata={"help": "Where runs go."})
     report: str = field(default="results/foundation_agglomeration.md", metadata={"help": "Report (+ .json)."})
@@ -88,6 +95,8 @@ class ProtocolArguments:
                 f"unlabelled={self.unlabelled} is not a multiple of batch_size={self.batch_size}: the last batch of "
                 "each epoch would be smaller and equal steps would not mean equal image passes; round it"
             )
+        if self.exploratory_beta and len(self.exploratory_beta) != 2:
+            raise ValueError(f"exploratory_beta {self.exploratory_beta}: give two values, the CNN's and the ViT's")
         unknown = [name for name in self.balances if name not in BALANCED]
         if unknown:
             raise ValueError(f"balances {unknown}: expected feed_balance values among {sorted(BALANCED)}")
@@ -100,7 +109,12 @@ class ProtocolArguments:
         return self.student_epochs * self.unlabelled // self.batch_size
 
     def arms(self) -> list[str]:
-        return [BOTH, *(BALANCED[name] for name in self.balances), CNN_ALONE, VIT_ALONE, CE]
+        weighted = [self.weighted_arm()] if self.exploratory_beta else []  # last: earlier arms keep their folders
+        return [BOTH, *(BALANCED[name] for name in self.balances), CNN_ALONE, VIT_ALONE, CE, *weighted]
+
+    def weighted_arm(self) -> str:
+        cnn, vit = self.exploratory_beta
+        return f"both, beta {cnn:g}/{vit:g} (exploratory)"
 
     def comparisons(self) -> list[tuple[str, str]]:
         """(method, reference) pairs tested, fixed before any run: no arm is picked after seeing results."""
@@ -111,6 +125,7 @@ class ProtocolArguments:
             *((arm, BOTH) for arm in balanced),
             (BOTH, CE),
             *((arm, CE) for arm in balanced),
+            *([(self.weighted_arm(), BOTH), (self.weighted_arm(), CNN_ALONE)] if self.exploratory_beta else []),
         ]
 
 
@@ -162,6 +177,9 @@ def _student_run(args: ProtocolArguments, folder: Path, seed: int, arm: str, tea
     else:
         chosen = {CNN_ALONE: ["CNN"], VIT_ALONE: ["ViT"]}.get(arm, ["CNN", "ViT"])
         balance = next((name for name, label in BALANCED.items() if label == arm), "none")
+        weights = (
+            {"feed_beta": list(args.exploratory_beta)} if args.exploratory_beta and arm == args.weighted_arm() else {}
+        )
         result = run_once(
             run_command,
             "parallel",
@@ -173,6 +191,7 @@ def _student_run(args: ProtocolArguments, folder: Path, seed: int, arm: str, tea
                 label_column="none",
                 teachers=[teachers[family]["dir"] for family in chosen],
                 feed_balance=balance,
+                **weights,
                 **common,
             ),
             folder,

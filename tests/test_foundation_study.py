@@ -61,6 +61,24 @@ def test_every_arm_runs_the_same_steps_batch_and_rows_and_only_ce_sees_labels(mo
     assert feed_of[study.VIT_ALONE].teachers == [teachers["ViT"]["dir"]]
 
 
+def test_an_exploratory_weighted_arm_comes_last_with_its_own_betas_and_is_named_so(monkeypatch, tmp_path):
+    """The weighted arm, chosen after the main result, comes after the pre-stated arms (their folders unchanged),
+    trains both teachers with the given per-teacher betas, and its comparisons say 'exploratory'."""
+    args = study.ProtocolArguments(unlabelled=2000, exploratory_beta=[500, 279])
+    assert args.arms()[:-1] == study.ProtocolArguments(unlabelled=2000).arms()
+    parsed, teachers = _parsed_arms(monkeypatch, tmp_path, args)
+    weighted = parsed[args.arms()[-1]][1][1]
+    assert weighted.feed_beta == [500.0, 279.0] and weighted.teachers == [
+        teachers["CNN"]["dir"],
+        teachers["ViT"]["dir"],
+    ]
+    assert parsed[study.BOTH][1][1].feed_beta != [500.0, 279.0]  # the other arms keep the recipe's beta
+    extra = [pair for pair in args.comparisons() if "exploratory" in pair[0]]
+    assert extra == [(args.arms()[-1], study.BOTH), (args.arms()[-1], study.CNN_ALONE)]
+    with pytest.raises(ValueError, match=r"exploratory_beta \[1.0\]: give two values"):
+        study.ProtocolArguments(exploratory_beta=[1.0])
+
+
 def _summary(per_seed):
     args = study.ProtocolArguments(balances=["phi_s"])
     teachers = {
