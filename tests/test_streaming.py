@@ -173,3 +173,57 @@ def test_an_imagefolder_without_class_folders_trains_label_free_from_the_cli(tmp
         run = tmp_path / f"run_{streaming}"
         run_command("parallel", tiny_argv(run, *argv, "--streaming", streaming))
         assert timm.create_model(f"local-dir:{run}", pretrained=True).num_classes == 0  # a backbone
+
+
+def _jpeg_parquet_dataset(folder: Path) -> Path:
+    """train/test parquet files holding JPEG bytes, as CIFAR-10-style Hub datasets ship (noisy images: a
+    re-compression would move their pixels)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True)
+    for split, count in (("train", 24), ("test", 8)):
+        images, labels = [], []
+        for index in range(count):
+            buffer = io.BytesIO()
+            Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(buffer, format="JPEG", quality=95)
+            images.append({"bytes": buffer.getvalue(), "path": None})
+            labels.append(index % 2)
+        features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b"])})
+        datasets.Dataset.from_dict({"image": images, "label": labels}, features=features).to_parquet(
+            folder / f"{split}.parquet"
+        )
+    return folder
+
+
+def test_a_stream_feeds_the_files_pixels_not_a_recompressed_copy(tmp_path):
+    """A stream's rename/map encodes every example again: a decoded JPEG was re-saved (lossy) on the way, so a
+    streamed run trained and evaluated on other pixels than the same rows unstreamed. Now they are identical."""
+    import numpy as np
+
+    from feed_hf.data.images import decode_image
+
+    folder = _jpeg_parquet_dataset(tmp_path / "jpegs")
+    settings = dict(dataset=str(folder), train_split="train[:16]", eval_split="test")
+    in_memory = load_image_splits(DataArguments(**settings), seed=0)
+    streamed = load_image_splits(DataArguments(**settings, streaming=True), seed=0)
+    for name in ("train", "eval"):
+        expected = sorted(np.asarray(decode_image(row["image"])).tobytes() for row in in_memory[name])
+        seen = sorted(np.asarray(decode_image(row["image"])).tobytes() for row in streamed[name])
+        assert seen == expected, name
+
+
+def test_evaluate_gives_the_same_numbers_streamed_or_not(tmp_path):
+    """`feed-hf evaluate --streaming true` (top-1, and k-NN/linear probes) read the same rows in the same order as
+    unstreamed, so every number is the same; it used to fail on a stream (no with_transform, no split["label"])."""
+    import torch
+
+    torch.manual_seed(0)
+    save_for_hf(timm.create_model("resnet8_cifar", num_classes=2), tmp_path / "model", safe_serialization=True)
+    folder = _jpeg_parquet_dataset(tmp_path / "jpegs")
+    rows = ["--dataset", str(folder), "--train_split", "train[:16]", "--eval_split", "train[16:24]", "--seed", "0"]
+    for protocol in (["top1"], ["knn", "linear"]):
+        argv = ["--model", str(tmp_path / "model"), "--protocol", *protocol, *rows, "--split", "eval", "--knn_k", "4"]
+        unstreamed = run_command("evaluate", argv)
+        streamed = run_command("evaluate", [*argv, "--streaming", "true"])
+        assert streamed == unstreamed, protocol

@@ -108,11 +108,14 @@ class DataArguments:
                 raise ValueError(f"{name} must be >= 1 or unset, got {value}")
 
 
-def load_image_splits(data_args: DataArguments, seed: int = 0) -> datasets.DatasetDict | datasets.IterableDatasetDict:
+def load_image_splits(
+    data_args: DataArguments, seed: int = 0, shuffle_stream: bool = True
+) -> datasets.DatasetDict | datasets.IterableDatasetDict:
     """`{"train", "eval"}` with exactly two columns: `image` (datasets.Image) and `label` (ClassLabel).
 
     Without a label column (see `label_column`), `image` only: a label-free run. With `streaming`, an
-    `IterableDatasetDict` (`streams.load_image_streams`).
+    `IterableDatasetDict` (`streams.load_image_streams`) whose train stream is shuffled for training unless
+    `shuffle_stream=False` (evaluation reads its rows in order, as it reads an unstreamed split).
 
     One label mapping, built from the whole train split (see feed_hf.data.labels), is applied to every split before
     any subset or carving, so max_train_samples never changes it. Then the eval split is carved (when the data
@@ -123,7 +126,8 @@ def load_image_splits(data_args: DataArguments, seed: int = 0) -> datasets.Datas
     the others read its decode check back from the `datasets` cache (`accelerate`'s `local_main_process_first`).
     """
     if data_args.streaming:
-        return load_image_streams(_load_raw(data_args, streaming=True), data_args, _pick_columns, _EVAL_SPLITS, seed)
+        raw = _load_raw(data_args, streaming=True)
+        return load_image_streams(raw, data_args, _pick_columns, _EVAL_SPLITS, seed, shuffle_stream)
     with _main_process_first():
         return _load_checked_splits(data_args, seed)
 

@@ -19,7 +19,7 @@ from timm.data import resolve_model_data_config
 from torch import nn
 
 from ..training.resolution import image_split_size, resolve_student_input_size
-from .transforms import build_transform, pixel_values_batch, with_pixel_values
+from .transforms import build_transform, column_names, with_pixel_values
 
 __all__ = ["check_pixel_values_once", "label_names_of", "normalisation_mismatch", "run_class_names", "to_pixel_values"]
 
@@ -49,7 +49,7 @@ def to_pixel_values(
     `label_column=None`, or a dataset without it (nor transformers' `labels`), gives `pixel_values` only (label-free
     FEED); a warning names the other columns when there are some, in case one of them holds the labels.
     """
-    columns = _column_names(dataset)
+    columns = column_names(dataset)
     if image_column not in columns:
         raise ValueError(
             f"to_pixel_values: the dataset has no image column {image_column!r}; its columns are {columns}. "
@@ -64,9 +64,7 @@ def to_pixel_values(
     data_config = resolve_model_data_config(student)
     transform = build_transform(data_config, training, horizontal_flip)
     in_chans = data_config["input_size"][0]
-    if isinstance(dataset, datasets.Dataset):
-        return with_pixel_values(dataset, transform, in_chans)
-    return _stream_pixel_values(dataset, transform, in_chans)
+    return with_pixel_values(dataset, transform, in_chans)
 
 
 def _label_column(columns: list[str], image_column: str, label_column: str | None) -> str | None:
@@ -83,27 +81,6 @@ def _label_column(columns: list[str], image_column: str, label_column: str | Non
             others,
         )
     return None
-
-
-def _stream_pixel_values(stream: datasets.IterableDataset, transform: Any, in_chans: int) -> datasets.IterableDataset:
-    # An IterableDataset has no with_transform: the same per-image work as transforms.with_pixel_values, as a map.
-    if isinstance((stream.features or {}).get("image"), datasets.Image):
-        stream = stream.cast_column("image", datasets.Image(decode=False))
-    per_batch = pixel_values_batch(transform, in_chans)
-
-    def _apply(batch: dict) -> dict:  # a stream's map needs stacked tensors
-        transformed = per_batch(batch)
-        return {**transformed, "pixel_values": torch.stack(transformed["pixel_values"])}
-
-    columns = ["image", "label"] if "label" in _column_names(stream) else ["image"]
-    return stream.map(_apply, batched=True, remove_columns=columns).with_format("torch")
-
-
-def _column_names(dataset: datasets.Dataset | datasets.IterableDataset) -> list[str]:
-    names = dataset.column_names
-    if names is None:  # a stream whose features are unknown until read: its first example's keys
-        names = list(next(iter(dataset.take(1))))
-    return list(names)
 
 
 def label_names_of(
@@ -135,7 +112,7 @@ def run_class_names(
     A labelled stream whose labels are plain integers, with neither option set, is refused: its classes cannot be
     counted before training.
     """
-    if "label" not in _column_names(train):
+    if "label" not in column_names(train):
         return None
     names = label_names_of(train, "label", num_labels, class_names)
     if names is None:

@@ -27,11 +27,13 @@ def load_image_streams(
     pick_columns: Callable[[datasets.Dataset, Any], tuple[str, str | None]],
     eval_splits: Sequence[str],
     seed: int = 0,
+    shuffle_train: bool = True,
 ) -> datasets.IterableDatasetDict:
     """`{"train", "eval"}` streams with an `image` column and, unless label-free, a `label` column.
 
     `raw` is the dataset's streams; `data_args` a `data.DataArguments`; `pick_columns` chooses the image and label
-    columns on a one-row `Dataset` of the train stream's head; `eval_splits` the eval split names tried in order.
+    columns on a one-row `Dataset` of the train stream's head; `eval_splits` the eval split names tried in order;
+    `shuffle_train`: the train stream shuffled (seeded, buffer 1000) for training, else in its rows' order.
     """
     train_base = base_split(data_args.train_split)
     if train_base not in raw:
@@ -63,7 +65,8 @@ def load_image_streams(
         evaluation = evaluation.take(data_args.max_eval_samples)
     if data_args.max_train_samples:
         train = train.take(data_args.max_train_samples)
-    return datasets.IterableDatasetDict(train=train.shuffle(seed=seed, buffer_size=1000), eval=evaluation)
+    train = train.shuffle(seed=seed, buffer_size=1000) if shuffle_train else train
+    return datasets.IterableDatasetDict(train=train, eval=evaluation)
 
 
 def check_streaming_steps(max_steps: int) -> None:
@@ -80,6 +83,10 @@ def _standard(
 ) -> datasets.IterableDataset:
     """`image` (and `label`) columns only; labels checked batch by batch against the class names when known."""
     names = {image_column: "image", **({label_column: "label"} if label_column else {})}
+    if isinstance((stream.features or {}).get(image_column), datasets.Image):
+        # Bytes through every step: a stream's rename and map encode each example again, and a decoded JPEG is
+        # then re-compressed (lossy, other pixels than the file's); the images are decoded once, by the transform.
+        stream = stream.cast_column(image_column, datasets.Image(decode=False))
     stream = stream.select_columns(list(names))
     stream = stream.rename_columns({k: v for k, v in names.items() if k != v})
     if label_column is None:

@@ -15,6 +15,7 @@ from .images import decode_image, to_model_mode
 __all__ = [
     "CIFAR_SIZE_LIMIT",
     "build_transform",
+    "column_names",
     "eval_preprocessing",
     "pixel_values_batch",
     "random_crop_flip",
@@ -69,17 +70,36 @@ def build_transform(data_config: dict, training: bool, horizontal_flip: bool = T
     return T.Compose(steps)
 
 
-def with_pixel_values(dataset: datasets.Dataset, transform: Callable, in_chans: int = 3) -> datasets.Dataset:
-    """The dataset, yielding `{"pixel_values": [C, H, W], "labels": int}` lazily.
+def with_pixel_values(
+    dataset: datasets.Dataset | datasets.IterableDataset, transform: Callable, in_chans: int = 3
+) -> datasets.Dataset | datasets.IterableDataset:
+    """The dataset (or stream), yielding `{"pixel_values": [C, H, W], "labels": int}` lazily.
 
     Images are decoded here, not by `datasets`, so that one that does not decode raises an
     `UndecodableImageError` naming the `undecodable_images` policy instead of a bare PIL traceback;
     every PIL mode is brought to the model's 8-bit mode by `to_model_mode` (16-bit and float images
     scaled, not saturated; grayscale ↔ RGB as needed).
     """
-    if isinstance(dataset.features.get("image"), datasets.Image):
+    if isinstance((dataset.features or {}).get("image"), datasets.Image):
         dataset = dataset.cast_column("image", datasets.Image(decode=False))
-    return dataset.with_transform(pixel_values_batch(transform, in_chans))
+    per_batch = pixel_values_batch(transform, in_chans)
+    if isinstance(dataset, datasets.Dataset):
+        return dataset.with_transform(per_batch)
+
+    def _stacked(batch: dict) -> dict:  # a stream has no with_transform: the same work as a map, tensors stacked
+        transformed = per_batch(batch)
+        return {**transformed, "pixel_values": torch.stack(transformed["pixel_values"])}
+
+    columns = ["image", "label"] if "label" in column_names(dataset) else ["image"]
+    return dataset.map(_stacked, batched=True, remove_columns=columns).with_format("torch")
+
+
+def column_names(dataset: datasets.Dataset | datasets.IterableDataset) -> list[str]:
+    """Its columns; a stream whose features are unknown until read: its first example's keys."""
+    names = dataset.column_names
+    if names is None:
+        names = list(next(iter(dataset.take(1))))
+    return list(names)
 
 
 def pixel_values_batch(transform: Callable, in_chans: int) -> Callable[[dict], dict]:

@@ -22,7 +22,7 @@ from typing import Any
 from timm.data import resolve_model_data_config
 
 from ..data.loading import DataArguments, load_image_splits
-from ..data.transforms import build_transform, with_pixel_values
+from ..data.transforms import build_transform, column_names, with_pixel_values
 from ..evaluation.backbone_eval import evaluate_backbone
 from ..publishing.export import write_export_file
 from ..publishing.files import CARD_NAME, RESULTS_NAME, atomic_write_text
@@ -50,7 +50,7 @@ def run_backbone_evaluation(
     names = {"train": evaluate_args.probe_train_split, "test": evaluate_args.split}
     for role, split in _probe_and_test(data_args, evaluate_args, evaluation_split).items():
         name = names[role]
-        if "label" not in split.column_names:
+        if "label" not in column_names(split):
             raise ValueError(
                 f"split {name!r} has no labels, and a backbone probe is judged against labels; choose a labelled "
                 "split (--split / --probe_train_split) or name its label column (--label_column)"
@@ -106,7 +106,7 @@ def _probe_and_test(
             "'train[45000:]') or the run's --eval_split"
         )
     pair = replace(data_args, train_split=probe, eval_split=test_rows, max_train_samples=None)
-    return {"train": load_image_splits(pair, seed=seed)["train"], "test": measured_on}
+    return {"train": load_image_splits(pair, seed=seed, shuffle_stream=False)["train"], "test": measured_on}
 
 
 def _record_folder(evaluate_args: Any) -> Path | None:

@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data.loading import DataArguments, load_image_splits
-from ..data.transforms import build_transform, with_pixel_values
+from ..data.transforms import build_transform, column_names, with_pixel_values
 from ..evaluation.metrics import top_k_from_logits
 from ..publishing.files import atomic_write_text
 from ..teachers.frozen import load_teacher_model
@@ -30,6 +30,7 @@ __all__ = [
     "evaluation_split",
     "load_exported_model",
     "predict_logits",
+    "predict_logits_and_labels",
     "run_evaluation",
 ]
 
@@ -119,11 +120,23 @@ def load_exported_model(source: str | Path, allow_pickle: bool = False) -> nn.Mo
 @torch.no_grad()
 def predict_logits(model: str | Path | nn.Module, split: datasets.Dataset, batch_size: int = 128) -> np.ndarray:
     """Logits `[N, K]` of `model` (a module, or a source as `load_exported_model` takes) with its own eval transform."""
+    return predict_logits_and_labels(model, split, batch_size)[0]
+
+
+def predict_logits_and_labels(
+    model: str | Path | nn.Module, split: datasets.Dataset | datasets.IterableDataset, batch_size: int = 128
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits `[N, K]` and the labels read beside them (None for an unlabelled split): a stream is read once."""
     model = model if isinstance(model, nn.Module) else load_exported_model(model)
     data_config = resolve_model_data_config(model)
     dataset = with_pixel_values(split, build_transform(data_config, training=False), data_config["input_size"][0])
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    return torch.cat([model(batch["pixel_values"]) for batch in loader]).numpy()
+    logits, labels = [], []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        with torch.no_grad():
+            logits.append(model(batch["pixel_values"]))
+        if "labels" in batch:
+            labels.append(torch.as_tensor(batch["labels"]))
+    return torch.cat(logits).numpy(), torch.cat(labels).numpy() if labels else None
 
 
 def ensemble_top1(model_dirs: Sequence[str | Path], split: datasets.Dataset) -> float:
@@ -136,7 +149,7 @@ def evaluation_split(data_args: DataArguments, split: str, seed: int) -> dataset
     """The split `split` as training saw it: the run's label mapping, carving and subsets (`load_image_splits`)."""
     if split not in RUN_SPLITS:
         data_args = replace(data_args, eval_split=split)
-    return load_image_splits(data_args, seed=seed)["train" if split == "train" else "eval"]
+    return load_image_splits(data_args, seed=seed, shuffle_stream=False)["train" if split == "train" else "eval"]
 
 
 def run_evaluation(data_args: DataArguments, evaluate_args: EvaluateArguments) -> dict[str, Any]:
@@ -147,13 +160,13 @@ def run_evaluation(data_args: DataArguments, evaluate_args: EvaluateArguments) -
     model = load_exported_model(evaluate_args.model, evaluate_args.allow_pickle)
     split = evaluation_split(data_args, evaluate_args.split, evaluate_args.seed)
     _check_classes(evaluate_args.model, model, split, evaluate_args.split)
-    metrics = top_k_from_logits(predict_logits(model, split, evaluate_args.batch_size), split["label"])
+    logits, labels = predict_logits_and_labels(model, split, evaluate_args.batch_size)
     report = {
         "model": evaluate_args.model,
         "dataset": data_args.dataset,
         "split": evaluate_args.split,
-        "num_examples": len(split),
-        **metrics,
+        "num_examples": len(labels),
+        **top_k_from_logits(logits, labels),
     }
     if evaluate_args.output_json:
         atomic_write_text(evaluate_args.output_json, json.dumps(report, indent=2) + "\n")
@@ -177,7 +190,7 @@ def _check_output_json(output_json: str | None) -> None:
 
 def _check_classes(source: str, model: nn.Module, split: datasets.Dataset, split_name: str) -> None:
     """The split's classes must be the model's outputs, by name and order when the export names them."""
-    if "label" not in split.column_names:
+    if "label" not in column_names(split):
         raise ValueError(
             f"split {split_name!r} has no labels (a label-free split), and evaluate measures top-1 against labels; "
             "choose a labelled split (--split) or name its label column (--label_column)"
