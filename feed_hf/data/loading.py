@@ -113,9 +113,7 @@ def load_image_splits(
 ) -> datasets.DatasetDict | datasets.IterableDatasetDict:
     """`{"train", "eval"}` with exactly two columns: `image` (datasets.Image) and `label` (ClassLabel).
 
-    Without a label column (see `label_column`), `image` only: a label-free run. With `streaming`, an
-    `IterableDatasetDict` (`streams.load_image_streams`) whose train stream is shuffled for training unless
-    `shuffle_stream=False` (evaluation reads its rows in order, as it reads an unstreamed split).
+    Without a label column, `image` only (label-free). Streamed: train shuffled unless `shuffle_stream=False`.
 
     One label mapping, built from the whole train split (see feed_hf.data.labels), is applied to every split before
     any subset or carving, so max_train_samples never changes it. Then the eval split is carved (when the data
