@@ -117,12 +117,12 @@ def load_exported_model(source: str | Path, allow_pickle: bool = False) -> nn.Mo
         raise ValueError(message) from None
 
 
-@torch.no_grad()
 def predict_logits(model: str | Path | nn.Module, split: datasets.Dataset, batch_size: int = 128) -> np.ndarray:
     """Logits `[N, K]` of `model` (a module, or a source as `load_exported_model` takes) with its own eval transform."""
     return predict_logits_and_labels(model, split, batch_size)[0]
 
 
+@torch.no_grad()
 def predict_logits_and_labels(
     model: str | Path | nn.Module, split: datasets.Dataset | datasets.IterableDataset, batch_size: int = 128
 ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -132,8 +132,7 @@ def predict_logits_and_labels(
     dataset = with_pixel_values(split, build_transform(data_config, training=False), data_config["input_size"][0])
     logits, labels = [], []
     for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        with torch.no_grad():
-            logits.append(model(batch["pixel_values"]))
+        logits.append(model(batch["pixel_values"]))
         if "labels" in batch:
             labels.append(torch.as_tensor(batch["labels"]))
     return torch.cat(logits).numpy(), torch.cat(labels).numpy() if labels else None

@@ -13,7 +13,6 @@ that states the patch grid and whether the input size is fixed (`img_size`, `gri
 from __future__ import annotations
 
 import copy
-import inspect
 import logging
 from typing import Any
 
@@ -23,7 +22,7 @@ from timm.models._features import feature_take_indices
 from torch import nn
 
 from .maps import FINAL_NORM, HEAD_POOLING, MapLayout, map_layout, pool_head_input, tokens_to_map
-from .preprocessing import interpolates_positions
+from .preprocessing import forward_takes, interpolates_positions
 
 __all__ = [
     "PatchGrid",
@@ -50,7 +49,7 @@ def vision_backbone(model: nn.Module) -> nn.Module:
 
 def check_vision_model(model: nn.Module) -> None:
     """Refuse, in one line naming its model type, a model whose network takes no `pixel_values` (a text model)."""
-    if "pixel_values" not in inspect.signature(vision_backbone(model).forward).parameters:
+    if not forward_takes(vision_backbone(model), "pixel_values"):
         config = getattr(model.config, "vision_config", None) or model.config
         raise ValueError(
             f"model type {config.model_type!r} ({type(model).__name__}) takes no pixel_values: it is not a vision "
@@ -64,7 +63,7 @@ def keep_every_patch(model: nn.Module) -> float:
     then keeps every patch; `patch_order_noise` keeps them in order) and return the ratio it had (0.0 if none)."""
     backbone = vision_backbone(model)
     config = getattr(backbone, "config", None)
-    if "noise" not in inspect.signature(backbone.forward).parameters or not getattr(config, "mask_ratio", 0):
+    if not forward_takes(backbone, "noise") or not getattr(config, "mask_ratio", 0):
         return 0.0
     ratio, config.mask_ratio = float(config.mask_ratio), 0.0
     return ratio
@@ -73,7 +72,7 @@ def keep_every_patch(model: nn.Module) -> float:
 def patch_order_noise(backbone: nn.Module, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
     """`{"noise": ascending}` for an MAE-style forward, whose patches are ordered by argsort(noise): with ascending
     noise they stay on their grid (random noise would shuffle them, a different map at every call); else `{}`."""
-    if "noise" not in inspect.signature(backbone.forward).parameters:
+    if not forward_takes(backbone, "noise"):
         return {}
     patch = backbone.config.patch_size
     patch = patch[0] if isinstance(patch, (tuple, list)) else patch
@@ -187,11 +186,7 @@ class TransformersVisionModel(nn.Module):
         backbone = backbone if backbone is not None else self.backbone
         size = tuple(pixel_values.shape[-2:])
         options: dict[str, Any] = patch_order_noise(backbone, pixel_values)
-        encoder_forward = getattr(getattr(backbone, "encoder", None), "forward", None)
-        if (
-            encoder_forward is not None
-            and "output_hidden_states_before_downsampling" in inspect.signature(encoder_forward).parameters
-        ):
+        if forward_takes(getattr(backbone, "encoder", None), "output_hidden_states_before_downsampling"):
             options["output_hidden_states_before_downsampling"] = True  # Swin: each stage before its merge, as timm
         image_size = getattr(self.vision_config, "image_size", None)
         image_size = tuple(image_size) if isinstance(image_size, (tuple, list)) else (image_size, image_size)
@@ -337,23 +332,25 @@ def _rebuilt_at_size(model: nn.Module, vision_config, size: tuple[int, int], lay
     new_state = rebuilt.state_dict()
     patch = layout.patch_size
     for key, target in new_state.items():
-        if key in state and state[key].shape != target.shape and key.endswith("relative_position_bias_table"):
+        if key not in state or state[key].shape == target.shape:
+            continue
+        if key.endswith("relative_position_bias_table"):  # BEiT-style: offsets between patches, not positions
             grids = ((old_size[0] // patch, old_size[1] // patch), (size[0] // patch, size[1] // patch))
             state[key] = _resampled_relative_table(state[key], *grids)
-        elif key in state and state[key].shape != target.shape:
-            if "position" not in key:
-                raise ValueError(f"{role}: weight {key!r} depends on the input size; it cannot run at {size[0]}")
-            old = state[key].reshape(1, -1, state[key].shape[-1])
-            old_grid = (old_size[0] // patch, old_size[1] // patch)
-            resampled = resample_abs_pos_embed(
-                old,
-                new_size=[size[0] // patch, size[1] // patch],
-                old_size=list(old_grid),
-                num_prefix_tokens=old.shape[1] - old_grid[0] * old_grid[1],
-                interpolation="bicubic",
-                antialias=False,
-            )
-            state[key] = resampled.reshape(target.shape)
+            continue
+        if "position" not in key:
+            raise ValueError(f"{role}: weight {key!r} depends on the input size; it cannot run at {size[0]}")
+        old = state[key].reshape(1, -1, state[key].shape[-1])
+        old_grid = (old_size[0] // patch, old_size[1] // patch)
+        resampled = resample_abs_pos_embed(
+            old,
+            new_size=[size[0] // patch, size[1] // patch],
+            old_size=list(old_grid),
+            num_prefix_tokens=old.shape[1] - old_grid[0] * old_grid[1],
+            interpolation="bicubic",
+            antialias=False,
+        )
+        state[key] = resampled.reshape(target.shape)
     rebuilt.load_state_dict({key: state[key] for key in new_state}, strict=True)
     return rebuilt
 

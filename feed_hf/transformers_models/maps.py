@@ -161,10 +161,9 @@ def pool_head_input(features: torch.Tensor, layout: MapLayout, backbone: nn.Modu
         return features[:, prefix:].mean(dim=1)
     if pooling == "token_mean":
         return features.mean(dim=1)
-    if pooling == "own_pooler" and getattr(backbone, "pooler", None) is not None:
-        return backbone.pooler(features)  # the family's pooler reads the head input itself
-    if pooling == "own_pooler":  # built without one (Data2VecVisionModel's default): the patch mean
-        return features[:, prefix:].mean(dim=1)
+    if pooling == "own_pooler":  # the family's pooler reads the head input; built without one: the patch mean
+        pooler = getattr(backbone, "pooler", None)
+        return features[:, prefix:].mean(dim=1) if pooler is None else pooler(features)
     pooled = features.mean(dim=(-2, -1))
     if pooling == "spatial_mean_layernorm":
         return backbone.layernorm(pooled)

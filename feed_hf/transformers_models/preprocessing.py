@@ -11,6 +11,7 @@ data config (`feed_hf.data.transforms.build_transform`), for `pipeline()` users 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
@@ -122,11 +123,21 @@ def _size_dict(size: Any) -> dict[str, int] | None:
     return None
 
 
+def forward_takes(module: Any, argument: str) -> bool:
+    """Whether `module`'s forward takes `argument`: read once per class (it is asked on every forward)."""
+    return module is not None and argument in _forward_parameters(type(module))
+
+
+@functools.cache
+def _forward_parameters(module_class: type) -> frozenset[str]:
+    forward = getattr(module_class, "forward", None)
+    return frozenset(inspect.signature(forward).parameters) if forward is not None else frozenset()
+
+
 def interpolates_positions(backbone: Any) -> bool:
     """Whether the model runs at other sizes than its config's `image_size` only when asked
     (its forward takes `interpolate_pos_encoding`); DINOv2-style models always interpolate and say no."""
-    forward = getattr(backbone, "forward", None)
-    return forward is not None and "interpolate_pos_encoding" in inspect.signature(forward).parameters
+    return forward_takes(backbone, "interpolate_pos_encoding")
 
 
 def _check_size(spec: str, config: Any, backbone: Any, size: tuple[int, int]) -> None:
