@@ -265,6 +265,9 @@ def write_report(summary: dict, report: Path) -> None:
         f"Rows: {json.dumps(summary['rows'])}.",
         _wall_time_line(summary),
         f"Every student arm: {facts['steps']} optimizer steps, {facts['passes']} image passes. Teachers: {teachers}.",
+        "Tests, named before any run (the script's docstring): paired t over seeds, two-sided, of the two-teacher arm "
+        "vs each teacher distilled alone, each balanced arm vs the unbalanced one, and each two-teacher arm vs CE; "
+        "an arm marked exploratory was added after the main result and its tests are exploratory.",
     ]
     for metric in METRICS:
         lines += _metric_section(metric, compared[metric])
